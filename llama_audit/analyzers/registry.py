@@ -1,0 +1,72 @@
+"""Analyzer registry: built-ins and third-party analyzers registered through entry points.
+
+Third parties declare, in their ``pyproject.toml``::
+
+    [project.entry-points."llama_audit.analyzers"]
+    my_analyzer = "my_package.module:MyAnalyzer"
+
+Built-ins are listed here the same way (``module:Class`` strings), so importing the registry
+imports no heavy dependency; a class is imported only when its analyzer is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from llama_audit.analyzers.base import Analyzer, ConfigError
+
+ENTRY_POINT_GROUP = "llama_audit.analyzers"
+
+BUILTINS: dict[str, str] = {
+    "language": "llama_audit.analyzers.language:LanguageAnalyzer",
+    "pronouns": "llama_audit.analyzers.pronouns:PronounAnalyzer",
+    "identities": "llama_audit.analyzers.identities:IdentityAnalyzer",
+    "pii": "llama_audit.analyzers.pii:PiiAnalyzer",
+    "toxicity": "llama_audit.analyzers.toxicity:ToxicityAnalyzer",
+}
+
+
+def available_names() -> dict[str, str]:
+    """All analyzer names -> ``module:Class`` targets (built-ins first, then entry points)."""
+    names = dict(BUILTINS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        names.setdefault(ep.name, ep.value)
+    return names
+
+
+def load_class(name: str) -> type[Analyzer]:
+    names = available_names()
+    if name not in names:
+        raise ConfigError(f"unknown analyzer {name!r}; known: {', '.join(names)}")
+    module_name, _, attr = names[name].partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:  # a broken plugin is reported, never a traceback
+        raise ConfigError(f"analyzer {name!r} ({names[name]}) cannot be loaded: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Analyzer)):
+        raise ConfigError(f"analyzer {name!r} ({names[name]}) is not an Analyzer subclass")
+    if getattr(cls, "name", None) != name:
+        raise ConfigError(f"analyzer {names[name]} has name {getattr(cls, 'name', None)!r}, registered as {name!r}")
+    return cls
+
+
+def resolve_order(selected: list[str]) -> list[type[Analyzer]]:
+    """Classes for ``selected`` plus their requirements, dependencies first (stable order)."""
+    ordered: list[type[Analyzer]] = []
+    seen: dict[str, str] = {}
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if seen.get(name) == "done":
+            return
+        if name in chain:
+            raise ConfigError(f"analyzer dependency cycle: {' -> '.join(chain + (name,))}")
+        cls = load_class(name)
+        for dep in cls.requires:
+            visit(dep, chain + (name,))
+        seen[name] = "done"
+        ordered.append(cls)
+
+    for name in selected:
+        visit(name, ())
+    return ordered

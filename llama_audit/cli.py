@@ -1,0 +1,266 @@
+"""Command line: thin — parses options and delegates (scan -> job, report -> report, ...).
+
+Exit codes: 0 success; 1 finished but some shards failed (see the manifest); 2 usage or
+configuration error, or a bad record under --strict; 130 interrupted (rerun to resume).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from llama_audit import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Audit LLM pretraining corpora the way Llama 2 (section 4.1) did.")
+err = Console(stderr=True, highlight=False)
+
+EXIT_OK, EXIT_FAILED_SHARDS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"llama-audit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")) -> None:
+    pass
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class ProgressHooks:
+    """Rich progress on stderr: documents, bytes, docs/s, MB/s and an ETA from input bytes."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+        self.docs = 0
+        self.failures: list[str] = []
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+    def start(self, total_bytes: int, shards: int, skipped: int) -> None:
+        if skipped:
+            err.print(f"resuming: {skipped} shard(s) already done, {shards} to scan")
+        if self.quiet or not shards:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        class Rates(TextColumn):
+            def __init__(self, hooks):
+                super().__init__("")
+                self.hooks = hooks
+
+            def render(self, task):
+                from rich.text import Text
+
+                secs = task.elapsed or 0.0
+                mb = task.completed / 1e6
+                docs = self.hooks.docs
+                rate = f"{docs / secs:,.0f} docs/s {mb / secs:.1f} MB/s" if secs > 0 else ""
+                return Text(f"{docs:,} docs {mb:,.1f}/{(task.total or 0) / 1e6:,.1f} MB {rate}")
+
+        self.progress = Progress(TextColumn("scan"), BarColumn(), Rates(self), TimeElapsedColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
+        self.task = self.progress.add_task("scan", total=max(total_bytes, 1))
+        self.progress.start()
+
+    def advance(self, docs: int, nbytes: int) -> None:
+        self.docs += docs
+        if self.progress is not None:
+            self.progress.update(self.task, advance=nbytes)
+
+    def shard_finished(self, outcome: tuple) -> None:
+        if outcome[0] == "failed":
+            self.failures.append(outcome[2])
+            line = f"[red]shard failed:[/] {outcome[2]}"
+            (self.progress.console if self.progress else err).print(line, markup=True, soft_wrap=True)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+@app.command()
+def scan(
+    corpus: List[str] = typer.Argument(..., help="Corpus files, directories (recursive) or globs."),
+    out: str = typer.Option(..., "--out", "-o", help="Output directory (annotations, partials, summary, manifest)."),
+    analyzers: Optional[str] = typer.Option(None, help="Comma-separated analyzers (default: all available): "
+                                            "language,pronouns,identities,pii,toxicity."),
+    languages: str = typer.Option("en", help="Language scope of pronoun/identity/toxicity statistics; 'all' disables the gate."),
+    lid_threshold: float = typer.Option(0.5, help="fastText probability below which a document is 'unknown'."),
+    lid_model: Optional[str] = typer.Option(None, help="Path to a fastText model (e.g. lid.176.bin); default: embedded lid.176.ftz."),
+    lexicon: Optional[str] = typer.Option(None, help="Identity lexicon TSV (axis, descriptor) replacing HolisticBias."),
+    pronoun_lexicon: Optional[str] = typer.Option(None, help="Pronoun lexicon TSV (group, word) replacing the paper's lists."),
+    text_field: str = typer.Option("text", help="Field holding the document text."),
+    id_field: str = typer.Option("id", help="Field holding the document id (absent: <shard>:<row>)."),
+    pii_types: Optional[str] = typer.Option(None, help="Comma-separated PII types (default: all)."),
+    pii_region: str = typer.Option("US", help="Default region for phone numbers without a leading +."),
+    toxicity_model: str = typer.Option("tomh/toxigen_hatebert", help="Toxicity model: hub id or local directory."),
+    toxicity_revision: Optional[str] = typer.Option(None, help="Hub revision of the toxicity model."),
+    toxicity_tokenizer: str = typer.Option("bert-base-uncased", help="Tokenizer: hub id or local directory."),
+    toxicity_sample: float = typer.Option(1.0, help="Fraction of in-scope documents scored (paper: 0.1), deterministic per id."),
+    toxicity_batch_tokens: Optional[int] = typer.Option(None, help="Tokens per model batch (default: from device memory)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (toxicity)."),
+    seed: int = typer.Option(0, help="Seed of the deterministic toxicity sample."),
+    workers: int = typer.Option(1, help="Local worker processes (shards run in parallel)."),
+    num_shards: int = typer.Option(1, help="Split the shard list into N slices (Slurm array size)."),
+    shard_index: int = typer.Option(0, help="Which slice this process runs (Slurm array index)."),
+    batch_docs: int = typer.Option(1024, help="Documents per batch."),
+    strict: bool = typer.Option(False, help="Stop at the first bad record (exit code 2)."),
+    overwrite: bool = typer.Option(False, help="Discard an OUT written with another configuration."),
+    skip_unknown: bool = typer.Option(False, help="Skip files of unknown type with a warning instead of failing."),
+    emit: Optional[str] = typer.Option(None, help="'jsonl': stream one JSON object per document to stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Scan a corpus: annotate every document and write additive partial summaries (resumable)."""
+    from llama_audit.analyzers.base import ConfigError, ScanOptions
+    from llama_audit.corpus import UnsupportedFormat
+    from llama_audit.job import ScanRequest, run_scan
+    from llama_audit.scan import ReadOptions, StrictError
+
+    if emit not in (None, "jsonl"):
+        fail("--emit takes 'jsonl'")
+    langs = tuple(_split(languages) or ["en"])
+    extra = {}
+    if pronoun_lexicon:
+        extra["pronoun_lexicon"] = pronoun_lexicon
+    requested = _split(analyzers)
+    options = ScanOptions(
+        languages=langs, lid_threshold=lid_threshold, lid_model=lid_model, lexicon=lexicon,
+        pii_types=tuple(_split(pii_types)) if pii_types else None, pii_region=pii_region,
+        toxicity_model=toxicity_model, toxicity_revision=toxicity_revision, toxicity_tokenizer=toxicity_tokenizer,
+        toxicity_sample=toxicity_sample, toxicity_batch_tokens=toxicity_batch_tokens, device=device, seed=seed,
+        explicit=tuple(requested or ()), extra=extra,
+    )
+    req = ScanRequest(paths=corpus, out=out, analyzers=requested, options=options,
+                      read=ReadOptions(text_field=text_field, id_field=id_field, batch_docs=max(1, batch_docs)),
+                      strict=strict, overwrite=overwrite, skip_unknown=skip_unknown, workers=max(1, workers),
+                      num_shards=num_shards, shard_index=shard_index)
+    hooks = ProgressHooks(quiet)
+    if emit == "jsonl":
+        from llama_audit.emit import JsonlEmitter
+
+        req.emitter = JsonlEmitter(sys.stdout.buffer)
+    try:
+        result = run_scan(req, hooks)
+    except (ConfigError, UnsupportedFormat, FileNotFoundError) as exc:
+        hooks.stop()
+        fail(str(exc).strip("'\""))
+    except StrictError as exc:
+        hooks.stop()
+        fail(f"--strict: {exc}")
+    except KeyboardInterrupt:
+        hooks.stop()
+        err.print("interrupted: finished shards are kept; rerun the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not quiet:
+        state = "summary written" if result.summary_written else "summary pending (shards left)"
+        err.print(f"{result.documents:,} documents, {result.bad_records:,} bad records, "
+                  f"{result.shards_run} shard(s) scanned, {result.shards_skipped} resumed, "
+                  f"{len(result.failed)} failed in {result.seconds:.1f}s; {state} -> {out}")
+    if result.failed:
+        err.print(f"[red]{len(result.failed)} shard(s) failed[/]; see {out}/manifest.json. Rerun to retry them.",
+                  markup=True)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def report(
+    out: str = typer.Argument(..., help="Output directory of a scan."),
+    format: str = typer.Option("table", "--format", "-f", help="table | json | markdown | csv"),
+    top: int = typer.Option(5, help="Descriptors shown per axis (Table 9b)."),
+    min_pct: float = typer.Option(0.005, help="Smallest language share shown (Table 10), in percent."),
+    paper: bool = typer.Option(False, help="Show the Llama 2 paper's numbers beside yours."),
+) -> None:
+    """Print the paper-style tables (9a, 9b, 10, toxicity, PII) for a scan."""
+    from llama_audit.analyzers.base import ConfigError
+    from llama_audit.report.render import render_csv, render_json, render_markdown, render_terminal
+    from llama_audit.report.tables import build_report, require_out
+
+    if format not in ("table", "json", "markdown", "md", "csv"):
+        fail("--format takes table, json, markdown or csv")
+    try:
+        require_out(out)
+        data = build_report(out)
+    except ConfigError as exc:
+        fail(str(exc))
+    if not data["corpus"]["complete"]:
+        err.print(f"[yellow]warning:[/] partial report: {data['corpus']['shards_done']} of "
+                  f"{data['corpus']['shards']} shards done", markup=True)
+    if format == "json":
+        sys.stdout.write(render_json(data))
+    elif format in ("markdown", "md"):
+        sys.stdout.write(render_markdown(data, top=top, min_pct=min_pct, paper=paper))
+    elif format == "csv":
+        sys.stdout.write(render_csv(data))
+    else:
+        render_terminal(data, Console(), top=top, min_pct=min_pct, paper=paper)
+
+
+@app.command()
+def merge(out: str = typer.Argument(..., help="Output directory shared by scan slices.")) -> None:
+    """Combine the partials of finished shards (e.g. Slurm slices) into the summary and manifest."""
+    from llama_audit.analyzers.base import ConfigError
+    from llama_audit.job import merge as merge_out
+
+    try:
+        manifest = merge_out(out)
+    except ConfigError as exc:
+        fail(str(exc))
+    t = manifest["totals"]
+    state = "summary written" if manifest["summary"]["complete"] else "summary pending"
+    err.print(f"{t['shards_done']} of {t['shards']} shards done, {t['documents']:,} documents; {state}")
+    raise typer.Exit(EXIT_OK if manifest["summary"]["complete"] else EXIT_FAILED_SHARDS)
+
+
+@app.command("analyzers")
+def list_analyzers() -> None:
+    """List the analyzers (built-in and installed plugins) and whether they can run here."""
+    from llama_audit.analyzers.base import ScanOptions
+    from llama_audit.analyzers.registry import available_names, load_class
+
+    for name, target in available_names().items():
+        try:
+            reason = load_class(name).unavailable_reason(ScanOptions())
+        except Exception as exc:  # a broken plugin must not break the listing
+            reason = f"cannot load: {type(exc).__name__}: {exc}"
+        print(f"{name:12s} {'available' if not reason else 'unavailable: ' + reason}  ({target})")
+
+
+def _mount_optional() -> None:
+    try:
+        from llama_audit.cli_models import models_app
+    except ImportError:  # pragma: no cover
+        return
+    app.add_typer(models_app, name="models", help="Fetch and list the models the analyzers use.")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

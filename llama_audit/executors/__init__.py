@@ -1,0 +1,117 @@
+"""Executors run the same shard scan in different places.
+
+- ``run_local``: in this process, shard after shard.
+- ``run_pool``: a local process pool (``--workers N``); each worker loads the analyzers once.
+- Slurm-style slices are a selection of shards (``--num-shards N --shard-index I``) made by the
+  job planner; their partials are combined later by ``merge``/``report``.
+
+Each returns per-shard outcomes: ``("done", record)`` or ``("failed", key, message)``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Callable, Iterator, Sequence
+
+from llama_audit.analyzers.base import ScanOptions
+from llama_audit.corpus import Shard
+from llama_audit.scan import ReadOptions, ShardFailed, StrictError, scan_shard
+from llama_audit.store import OutDir
+
+Outcome = tuple  # ("done", record) | ("failed", key, message)
+
+
+def _scan_one(shard, analyzers, options, out, read, strict, progress, config_hash, emit=None) -> Outcome:
+    try:
+        return ("done", scan_shard(shard, analyzers, options, out, read, strict=strict,
+                                   progress=progress, config_hash=config_hash, emit=emit))
+    except ShardFailed as exc:
+        return ("failed", shard.key, str(exc))
+    except (StrictError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # an analyzer bug must not take the other shards down
+        return ("failed", shard.key, f"{shard.rel}: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+def run_local(shards: Sequence[Shard], analyzers, options: ScanOptions, out: OutDir, read: ReadOptions,
+              *, strict: bool, progress: Callable[[int, int], None] | None, config_hash: str,
+              emit=None) -> Iterator[Outcome]:
+    for a in analyzers:
+        a.setup()
+    for shard in shards:
+        yield _scan_one(shard, analyzers, options, out, read, strict, progress, config_hash, emit)
+
+
+# -- process pool --------------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(names, options, out_root, read, strict, config_hash, progress_queue) -> None:
+    from llama_audit.analyzers.registry import resolve_order
+
+    analyzers = [cls(options) for cls in resolve_order(names)]
+    for a in analyzers:
+        a.setup()
+    _WORKER.update(analyzers=analyzers, options=options, out=OutDir(out_root), read=read, strict=strict,
+                   config_hash=config_hash, queue=progress_queue)
+
+
+def _worker_scan(shard: Shard) -> Outcome:
+    w = _WORKER
+    q = w["queue"]
+    pending = [0, 0]
+
+    def progress(docs: int, nbytes: int) -> None:
+        pending[0] += docs
+        pending[1] += nbytes
+        if pending[1] >= (1 << 20) or pending[0] >= 4096:
+            q.put(tuple(pending))
+            pending[0] = pending[1] = 0
+
+    try:
+        return _scan_one(shard, w["analyzers"], w["options"], w["out"], w["read"], w["strict"], progress,
+                         w["config_hash"])
+    except StrictError as exc:
+        return ("strict", shard.key, str(exc))
+    finally:
+        if any(pending):
+            q.put(tuple(pending))
+
+
+def run_pool(shards: Sequence[Shard], names: list[str], options: ScanOptions, out: OutDir, read: ReadOptions,
+             *, workers: int, strict: bool, progress: Callable[[int, int], None] | None,
+             config_hash: str) -> Iterator[Outcome]:
+    ctx = mp.get_context("spawn")
+    progress_queue = ctx.Queue()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(names, options, str(out.root), read, strict, config_hash,
+                                       progress_queue)) as pool:
+        pending = {pool.submit(_worker_scan, s) for s in shards}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(progress_queue, progress)
+                for fut in done:
+                    outcome = fut.result()
+                    if outcome[0] == "strict":
+                        for f in pending:
+                            f.cancel()
+                        raise StrictError(outcome[2])
+                    yield outcome
+            _drain(progress_queue, progress)
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def _drain(q, progress) -> None:
+    while True:
+        try:
+            docs, nbytes = q.get_nowait()
+        except queue_mod.Empty:
+            return
+        if progress is not None:
+            progress(docs, nbytes)

@@ -1,0 +1,120 @@
+"""Lexicons as data: loading, validation and matching against tokenised documents.
+
+A lexicon file is tab-separated text: a header line naming at least two columns (the group,
+e.g. an axis or a pronoun group, then the term), then one row per term; '#' starts a comment.
+The same file format serves the built-in pronoun and identity lexicons and a user's own
+(``--lexicon FILE``: other axes, other languages). Errors name the file, the line and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+from llama_audit.analyzers.base import ConfigError
+from llama_audit.text import TokenizedBatch, tokenize
+
+
+def builtin_path(name: str) -> Path:
+    return Path(str(resources.files("llama_audit") / "lexicons" / name))
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    group: str
+    term: str  # canonical key: tokens joined by one space
+    tokens: tuple[str, ...]
+
+
+class Lexicon:
+    """A validated lexicon plus a matcher built for set lookups (one C-level set intersection per
+    document for single-token terms; a substring test on the joined tokens for multi-token ones)."""
+
+    def __init__(self, entries: list[Entry], source: str, sha256: str, groups: list[str]):
+        self.entries = entries
+        self.source = source
+        self.sha256 = sha256
+        self.groups = groups  # in first-seen order
+        self._single: dict[str, list[int]] = {}
+        self._multi: dict[str, list[tuple[str, int]]] = {}
+        for idx, e in enumerate(entries):
+            if len(e.tokens) == 1:
+                self._single.setdefault(e.tokens[0], []).append(idx)
+            else:
+                self._multi.setdefault(e.tokens[0], []).append((" " + e.term + " ", idx))
+        self._single_keys = frozenset(self._single)
+        self._multi_keys = frozenset(self._multi)
+
+    @classmethod
+    def load(cls, path: str | Path, *, allow_multi_group: bool = False) -> "Lexicon":
+        """Parse and validate a lexicon file.
+
+        ``allow_multi_group``: a term may belong to several groups (pronouns: "she" is also 3rd
+        person). Identity lexicons forbid it: a term counts under one axis only.
+        """
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read lexicon ({exc.strerror or exc})") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: lexicon is not UTF-8 (byte {exc.start})") from None
+        entries: list[Entry] = []
+        groups: list[str] = []
+        seen: dict[tuple[str, str], int] = {}  # (group, term) -> line
+        term_line: dict[str, tuple[str, int]] = {}  # term -> (group, line)
+        header_seen = False
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            fields = line.split("\t")
+            if not header_seen:
+                header_seen = True
+                if len(fields) < 2:
+                    raise ConfigError(f"{path}:{lineno}: header must name at least two tab-separated columns (group, term)")
+                continue
+            if len(fields) < 2:
+                raise ConfigError(f"{path}:{lineno}: expected at least 2 tab-separated fields (group, term), got {len(fields)}")
+            group, term = fields[0].strip(), fields[1].strip()
+            if not group:
+                raise ConfigError(f"{path}:{lineno}: empty group")
+            tokens = tuple(tokenize(term))
+            if not tokens:
+                raise ConfigError(f"{path}:{lineno}: term {term!r} has no word characters")
+            key = " ".join(tokens)
+            if (group, key) in seen:
+                continue  # same token sequence in one group (e.g. LGBTQ and LGBTQ+): one term
+            if not allow_multi_group and key in term_line and term_line[key][0] != group:
+                other_group, other_line = term_line[key]
+                raise ConfigError(
+                    f"{path}:{lineno}: term {term!r} is already under {other_group!r} (line {other_line}); "
+                    "a term counts under one group only"
+                )
+            seen[(group, key)] = lineno
+            term_line.setdefault(key, (group, lineno))
+            if group not in groups:
+                groups.append(group)
+            entries.append(Entry(group, key, tokens))
+        if not header_seen or not entries:
+            raise ConfigError(f"{path}: lexicon has no terms")
+        return cls(entries, str(path), hashlib.sha256(raw).hexdigest(), groups)
+
+    def match(self, tb: TokenizedBatch, i: int) -> list[int]:
+        """Indices of the entries that occur in document i, in lexicon order."""
+        s = tb.sets[i]
+        if not s:
+            return []
+        hits: list[int] = []
+        for tok in s & self._single_keys:
+            hits.extend(self._single[tok])
+        for tok in s & self._multi_keys:
+            joined = tb.joined(i)
+            for needle, idx in self._multi[tok]:
+                if needle in joined:
+                    hits.append(idx)
+        hits.sort()
+        return hits

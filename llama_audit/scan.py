@@ -1,0 +1,171 @@
+"""One shard end to end: read -> analyze -> annotations + partial -> done marker.
+
+The shard is the unit of work and of resume: its annotations and partial are streamed to
+temporary files and renamed into place, and the done marker is written last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from collections import Counter
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llama_audit import partials
+from llama_audit.analyzers.base import Analyzer, BatchContext, DocBatch, ScanOptions
+from llama_audit.corpus import BadRecord, Shard, ShardUnreadable, read_shard
+from llama_audit.store import AtomicParquetWriter, OutDir, atomic_write_json, atomic_write_table
+
+BASE_FIELDS = [
+    pa.field("doc_id", pa.string()),
+    pa.field("shard", pa.string()),
+    pa.field("row", pa.int64()),
+    pa.field("chars", pa.int64()),
+]
+MAX_BAD_SAMPLES = 100
+
+Progress = Callable[[int, int], None]  # (documents done, input bytes consumed) deltas
+
+
+class StrictError(Exception):
+    """--strict: the first bad record is fatal (exit code 2)."""
+
+
+class ShardFailed(Exception):
+    """The shard could not be finished (unreadable file, analyzer error); other shards go on."""
+
+
+@dataclasses.dataclass
+class ReadOptions:
+    text_field: str = "text"
+    id_field: str = "id"
+    batch_docs: int = 1024
+    batch_bytes: int = 4 << 20
+
+
+def fingerprint(path: str, size: int) -> str:
+    """Cheap identity of a shard file: size + sha256 of its first and last MiB."""
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(size - (1 << 20))
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:32]
+
+
+def annotation_schema(analyzers: Sequence[Analyzer]) -> pa.Schema:
+    fields = list(BASE_FIELDS)
+    for a in analyzers:
+        fields.extend(a.fields())
+    return pa.schema(fields)
+
+
+def language_gate(lang: pa.Array | None, options: ScanOptions, n: int) -> np.ndarray:
+    if options.gate_all:
+        return np.ones(n, dtype=bool)
+    if lang is None:  # no language analyzer: nothing is in scope for a language gate
+        return np.zeros(n, dtype=bool)
+    mask = pc.is_in(lang, value_set=pa.array(list(options.languages), pa.string()))
+    return mask.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanOptions,
+                  counts: dict[str, Counter]) -> pa.Table:
+    """Run every analyzer on one batch; fold their counts into ``counts``; return the annotation rows."""
+    n = len(batch)
+    chars = pa.array([len(t) for t in batch.texts], pa.int64())
+    columns: dict[str, pa.Array] = {
+        "doc_id": pa.array(batch.doc_ids, pa.string()),
+        "shard": pa.array([batch.shard] * n, pa.string()),
+        "row": pa.array(batch.rows, pa.int64()),
+        "chars": chars,
+    }
+    gate = language_gate(None, options, n) if options.gate_all else None
+    corpus = counts.setdefault("corpus", Counter())
+    corpus["documents"] += n
+    corpus["chars"] += int(pc.sum(chars).as_py() or 0)
+    corpus["bytes"] += sum(len(t.encode("utf-8", "surrogatepass")) for t in batch.texts)
+    for a in analyzers:
+        in_scope = gate if gate is not None else np.ones(n, dtype=bool)
+        if a.scoped and gate is None:
+            in_scope = np.zeros(n, dtype=bool)  # resolve_analyzers orders language first
+        ctx = BatchContext(in_scope=in_scope, columns=columns)
+        new = a.annotate(batch, ctx)
+        for f in a.fields():
+            col = new.get(f.name)
+            if col is None or len(col) != n:
+                raise ShardFailed(f"analyzer {a.name!r} returned no or misaligned column {f.name!r}")
+            if not col.type.equals(f.type):
+                new[f.name] = col.cast(f.type)
+        counts.setdefault(a.name, Counter()).update(a.fold(new, ctx))
+        columns.update(new)
+        if a.name == "language" and gate is None:
+            gate = language_gate(columns["lang"], options, n)
+    if gate is None:
+        gate = language_gate(None, options, n)
+    corpus["in_scope_documents"] += int(gate.sum())
+    return pa.table(columns)
+
+
+def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions, out: OutDir,
+               read: ReadOptions, *, strict: bool = False, progress: Progress | None = None,
+               config_hash: str = "", emit: Callable[[pa.Table], None] | None = None) -> dict:
+    """Scan one shard; returns its done-marker record. Raises ShardFailed / StrictError."""
+    t0 = time.perf_counter()
+    schema = annotation_schema(analyzers)
+    try:
+        fp = fingerprint(shard.path, shard.size)
+    except OSError as exc:
+        raise ShardFailed(f"{shard.rel}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    writer = AtomicParquetWriter(out.annotation_path(shard.key), schema)
+    counts: dict[str, Counter] = {"corpus": Counter()}
+    bad_samples: list[dict] = []
+    bad_total = 0
+    last_pos = 0
+    docs = 0
+    try:
+        for batch, bad, pos in read_shard(shard, text_field=read.text_field, id_field=read.id_field,
+                                          batch_docs=read.batch_docs, batch_bytes=read.batch_bytes):
+            for rec in bad:
+                if strict:
+                    raise StrictError(f"{shard.rel}: record {rec.row + 1}: {rec.reason} ({rec.detail})")
+                bad_total += 1
+                counts["corpus"]["bad/" + rec.reason] += 1
+                if len(bad_samples) < MAX_BAD_SAMPLES:
+                    bad_samples.append({"row": rec.row, "reason": rec.reason, "detail": rec.detail})
+            if batch is not None and len(batch):
+                table = analyze_batch(batch, analyzers, options, counts).cast(schema)
+                writer.write(table)
+                if emit is not None:
+                    emit(table)
+                docs += len(batch)
+            if progress is not None:
+                progress(len(batch) if batch is not None else 0, max(pos - last_pos, 0))
+            last_pos = max(pos, last_pos)
+        counts["corpus"]["bad_records"] += bad_total
+        counts["corpus"]["shards"] += 1
+        writer.commit()
+    except ShardUnreadable as exc:
+        writer.abort()
+        raise ShardFailed(str(exc)) from None
+    except BaseException:
+        writer.abort()
+        raise
+    if progress is not None and shard.size > last_pos:
+        progress(0, shard.size - last_pos)
+    atomic_write_table(out.partial_path(shard.key), partials.to_table(counts))
+    record = {
+        "shard": shard.rel, "key": shard.key, "path": shard.path, "format": shard.format,
+        "size": shard.size, "mtime_ns": shard.mtime_ns, "fingerprint": fp,
+        "documents": docs, "bad_records": bad_total, "bad_samples": bad_samples,
+        "seconds": round(time.perf_counter() - t0, 3), "config_hash": config_hash, "pid": os.getpid(),
+    }
+    atomic_write_json(out.done_path(shard.key), record)
+    return record

@@ -1,0 +1,154 @@
+"""Scan jobs: outputs, resume, configuration lock-in, strict mode, slices + merge, determinism."""
+
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from llama_audit.analyzers.base import ConfigError, ScanOptions
+from llama_audit.job import ScanRequest, merge, run_scan
+from llama_audit.report.tables import build_report
+from llama_audit.scan import StrictError
+from llama_audit.store import OutDir
+
+TEXTS = ["She likes the Catholic church.", "He is Jewish and gay.", "They said you and I are American.",
+         "No pronoun here.", "An e-mail: a@b.example", ""]
+
+
+def corpus(make_jsonl, shards=3, per=4):
+    for s in range(shards):
+        make_jsonl(f"part-{s}.jsonl", [{"id": f"{s}-{i}", "text": TEXTS[(s + i) % len(TEXTS)]} for i in range(per)])
+
+
+def req(tmp_path, **kw):
+    base = dict(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "out"),
+                analyzers=["language", "pronouns", "identities"], options=ScanOptions(languages=("all",)))
+    base.update(kw)
+    return ScanRequest(**base)
+
+
+def test_outputs_layout_and_annotation_columns(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    res = run_scan(req(tmp_path))
+    assert res.exit_code == 0 and res.documents == 12 and res.summary_written
+    out = tmp_path / "out"
+    assert sorted(p.name for p in (out / "annotations").iterdir()) == sorted(p.name for p in (out / "partials").iterdir())
+    t = pq.read_table(next((out / "annotations").glob("part-0*.parquet")))
+    assert t.column_names[:4] == ["doc_id", "shard", "row", "chars"]
+    assert {"lang", "lang_score", "pronoun_groups", "identity_axes", "identity_terms"} <= set(t.column_names)
+    assert t["row"].to_pylist() == [0, 1, 2, 3]
+    assert t["shard"].to_pylist()[0] == "part-0.jsonl"
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["totals"] == {"shards": 3, "shards_done": 3, "shards_failed": 0, "documents": 12, "bad_records": 0}
+    assert m["config"]["analyzers"]["language"]["model_sha256"].startswith("8f3472cf")
+    assert m["config"]["analyzers"]["identities"]["lexicon_sha256"]
+    assert "pyarrow" in m["dependencies"]
+    assert all(s["status"] == "done" and s["fingerprint"] for s in m["shards"])
+
+
+def test_resume_skips_done_shards_and_gives_identical_summary(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    run_scan(req(tmp_path))
+    out = OutDir(tmp_path / "out")
+    full = out.summary_path().read_bytes()
+    # simulate a crash after one shard: remove two shards' done markers and outputs
+    keys = sorted(p.stem for p in out.done.glob("*.json"))
+    for k in keys[1:]:
+        out.done_path(k).unlink()
+        out.partial_path(k).unlink()
+    out.summary_path().unlink()
+    res = run_scan(req(tmp_path))
+    assert res.shards_skipped == 1 and res.shards_run == 2
+    assert out.summary_path().read_bytes() == full  # no double counting
+    res = run_scan(req(tmp_path))
+    assert res.shards_run == 0 and res.shards_skipped == 3
+
+
+def test_same_input_same_bytes(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    run_scan(req(tmp_path, out=str(tmp_path / "o1")))
+    run_scan(req(tmp_path, out=str(tmp_path / "o2")))
+    for sub in ("annotations", "partials", "summary"):
+        a = sorted((tmp_path / "o1" / sub).iterdir())
+        b = sorted((tmp_path / "o2" / sub).iterdir())
+        assert [p.name for p in a] == [p.name for p in b]
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+
+
+def test_other_configuration_is_refused_unless_overwrite(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    run_scan(req(tmp_path))
+    with pytest.raises(ConfigError, match="different configuration.*languages"):
+        run_scan(req(tmp_path, options=ScanOptions(languages=("en",))))
+    res = run_scan(req(tmp_path, options=ScanOptions(languages=("en",)), overwrite=True))
+    assert res.shards_run == 3
+
+
+def test_strict_stops_at_first_bad_record(tmp_path, make_jsonl):
+    p = make_jsonl("a.jsonl", [{"text": "ok"}])
+    with open(p, "a") as f:
+        f.write("{not json\n")
+    with pytest.raises(StrictError, match="record 2: malformed_json"):
+        run_scan(req(tmp_path, strict=True))
+    res = run_scan(req(tmp_path, out=str(tmp_path / "o2")))
+    assert res.bad_records == 1 and res.documents == 1
+
+
+def test_bad_records_counted_and_reported_never_lost(tmp_path, make_jsonl):
+    p = make_jsonl("a.jsonl", [{"text": "one"}, {"text": "two"}])
+    with open(p, "ab") as f:
+        f.write(b'{"text": 5}\n{"no_text": "x"}\n[1]\n{"text": "\xff\xfe bad"}\n{"text": "three"}\n')
+    run_scan(req(tmp_path))
+    r = build_report(str(tmp_path / "out"))
+    assert r["corpus"]["documents"] + r["corpus"]["bad_records"] == 7
+    assert r["corpus"]["bad_records"] == 4
+    m = json.loads((tmp_path / "out/manifest.json").read_text())
+    rows = [b["row"] for b in m["shards"][0]["bad_samples"]]
+    assert rows == [2, 3, 4, 5]
+
+
+def test_failed_shard_does_not_stop_others(tmp_path, make_jsonl):
+    corpus(make_jsonl, shards=2)
+    bad = tmp_path / "corpus" / "broken.parquet"
+    bad.write_bytes(b"this is not parquet")
+    res = run_scan(req(tmp_path))
+    assert res.exit_code == 1 and len(res.failed) == 1 and res.documents == 8
+    m = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert [s["status"] for s in m["shards"]].count("error") == 1
+    assert not res.summary_written
+    r = build_report(str(tmp_path / "out"))  # partial report over finished shards
+    assert r["corpus"]["complete"] is False and r["corpus"]["documents"] == 8
+    bad.unlink()
+
+
+def test_slices_then_merge_equals_single_run(tmp_path, make_jsonl):
+    corpus(make_jsonl, shards=5)
+    run_scan(req(tmp_path, out=str(tmp_path / "single")))
+    for i in range(2):
+        res = run_scan(req(tmp_path, out=str(tmp_path / "sliced"), num_shards=2, shard_index=i))
+        assert res.shards_run == (3 if i == 0 else 2)
+    merge(str(tmp_path / "sliced"))
+    a = (tmp_path / "single/summary/counts.parquet").read_bytes()
+    assert (tmp_path / "sliced/summary/counts.parquet").read_bytes() == a
+
+
+def test_workers_pool_equals_in_process(tmp_path, make_jsonl):
+    corpus(make_jsonl, shards=4)
+    run_scan(req(tmp_path, out=str(tmp_path / "one")))
+    res = run_scan(req(tmp_path, out=str(tmp_path / "pool"), workers=2))
+    assert res.exit_code == 0 and res.shards_run == 4
+    assert (tmp_path / "pool/summary/counts.parquet").read_bytes() == (tmp_path / "one/summary/counts.parquet").read_bytes()
+
+
+def test_no_temp_files_left(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    run_scan(req(tmp_path))
+    leftovers = [p for p in (tmp_path / "out").rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_unknown_analyzer_is_a_config_error(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    with pytest.raises(ConfigError, match="unknown analyzer 'nope'"):
+        run_scan(req(tmp_path, analyzers=["nope"]))
