@@ -44,8 +44,14 @@ class Lexicon:
                 self._single.setdefault(e.tokens[0], []).append(idx)
             else:
                 self._multi.setdefault(e.tokens[0], []).append((" " + e.term + " ", idx))
-        self._single_keys = frozenset(self._single)
-        self._multi_keys = frozenset(self._multi)
+        # the same keys as bytes, for documents tokenised on the ASCII fast path
+        self._single.update({k.encode(): v for k, v in self._single.items() if k.isascii()})
+        self._multi.update({k.encode(): [(n.encode(), i) for n, i in v if n.isascii()]
+                            for k, v in self._multi.items() if k.isascii()})
+        self._single_keys = frozenset(k for k in self._single if isinstance(k, str))
+        self._multi_keys = frozenset(k for k in self._multi if isinstance(k, str))
+        self._single_keys_b = frozenset(k for k in self._single if isinstance(k, bytes))
+        self._multi_keys_b = frozenset(k for k in self._multi if isinstance(k, bytes))
 
     @classmethod
     def load(cls, path: str | Path, *, allow_multi_group: bool = False) -> "Lexicon":
@@ -109,9 +115,13 @@ class Lexicon:
         if not s:
             return []
         hits: list[int] = []
-        for tok in s & self._single_keys:
+        if tb.is_bytes[i]:
+            single_keys, multi_keys = self._single_keys_b, self._multi_keys_b
+        else:
+            single_keys, multi_keys = self._single_keys, self._multi_keys
+        for tok in s & single_keys:
             hits.extend(self._single[tok])
-        for tok in s & self._multi_keys:
+        for tok in s & multi_keys:
             joined = tb.joined(i)
             for needle, idx in self._multi[tok]:
                 if needle in joined:

@@ -25,7 +25,6 @@ from llama_audit.analyzers.base import Analyzer, AnalyzerUnavailable, BatchConte
 EMBEDDED_MODEL = "lid.176.ftz"
 EMBEDDED_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 UNKNOWN = "unknown"
-_NEWLINES = str.maketrans({"\n": " ", "\r": " ", "\x0b": " ", "\x0c": " ", "\x85": " ", "\u2028": " ", "\u2029": " "})
 
 
 def embedded_model_path() -> Path:
@@ -96,7 +95,8 @@ class LanguageAnalyzer(Analyzer):
         idx = [i for i, t in enumerate(texts) if t and not t.isspace()]
         if not idx:
             return labels, scores
-        lines = [texts[i].translate(_NEWLINES) for i in idx]
+        # fastText reads one line; its own tokenizer already treats \r \t \v \f as spaces
+        lines = [texts[i].replace("\n", " ") for i in idx]
         pred_labels, pred_probs = self._model.predict(lines, k=1, threshold=0.0)
         threshold = self.options.lid_threshold
         for j, i in enumerate(idx):

@@ -1,0 +1,1 @@
+"""Report: summary counts -> tables -> terminal, markdown, csv, json."""
