@@ -233,6 +233,40 @@ def merge(out: str = typer.Argument(..., help="Output directory shared by scan s
     raise typer.Exit(EXIT_OK if manifest["summary"]["complete"] else EXIT_FAILED_SHARDS)
 
 
+@app.command("filter")
+def filter_cmd(
+    out: str = typer.Argument(..., help="Output directory of a scan."),
+    clean: str = typer.Option(..., "--out", "-o", help="Where the cleaned corpus goes (same layout and formats)."),
+    redact: Optional[str] = typer.Option(None, help="'pii' or 'pii:TYPE,TYPE': replace PII spans by <TYPE>."),
+    drop: List[str] = typer.Option([], help="Drop documents where EXPR holds, e.g. \"lang != 'en'\" (repeatable)."),
+    keep: List[str] = typer.Option([], help="Keep only documents where EXPR holds (repeatable)."),
+    overwrite: bool = typer.Option(False, help="Discard a CLEAN written with other settings."),
+) -> None:
+    """Write a cleaned copy of the scanned corpus: drop and/or redact documents from their annotations."""
+    from llama_audit.analyzers.base import ConfigError
+    from llama_audit.filter import FilterRequest, run_filter
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+    try:
+        res = run_filter(FilterRequest(out=out, clean=clean, drop=drop, keep=keep, redact=redact,
+                                       overwrite=overwrite), warn)
+    except ConfigError as exc:
+        fail(str(exc))
+    err.print(f"kept {res.kept:,} documents; dropped {sum(res.dropped.values()):,}; "
+              f"redacted {res.redacted_documents:,} ({sum(res.redacted_spans.values()):,} spans); "
+              f"{res.shards_done} shard(s) written, {res.shards_skipped} resumed -> {clean}")
+    for why, n in sorted(res.dropped.items()):
+        err.print(f"  dropped {n:,}: {why}", markup=False)
+    for t, n in sorted(res.redacted_spans.items()):
+        err.print(f"  redacted {n:,} {t} span(s)")
+    if res.refused:
+        err.print(f"[red]{len(res.refused)} shard(s) refused[/] (changed since the scan); see warnings above",
+                  markup=True)
+    raise typer.Exit(res.exit_code)
+
+
 @app.command("analyzers")
 def list_analyzers() -> None:
     """List the analyzers (built-in and installed plugins) and whether they can run here."""

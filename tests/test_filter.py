@@ -1,0 +1,120 @@
+"""`filter`: annotations + corpus -> cleaned corpus with the same layout, and a drop log."""
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from llama_audit.analyzers.base import ConfigError, ScanOptions
+from llama_audit.filter import FilterRequest, run_filter
+from llama_audit.filter.expr import Predicate
+from llama_audit.filter.rewrite import redact_spans
+from llama_audit.job import ScanRequest, run_scan
+
+EN = "The committee met on Tuesday to discuss the budget for next year and the new school."
+FR = "Le comité s'est réuni mardi pour discuter du budget de l'année prochaine et de l'école."
+
+
+def scan(tmp_path, analyzers=("language", "pronouns")):
+    run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "out"), analyzers=list(analyzers),
+                         options=ScanOptions(languages=("all",))))
+    return str(tmp_path / "out")
+
+
+def test_drop_keeps_layout_format_and_untouched_bytes(tmp_path, make_jsonl):
+    recs = [{"id": "a", "text": EN, "url": "u1"}, {"id": "b", "text": FR, "meta": {"x": [1, 2]}},
+            {"id": "c", "text": EN + " She said.", "n": 1.5}]
+    make_jsonl("sub/part.jsonl.gz", recs, gz=True)
+    out = scan(tmp_path)
+    res = run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), drop=["lang != 'en'"]))
+    assert res.kept == 2 and dict(res.dropped) == {"drop: lang != 'en'": 1}
+    cleaned = tmp_path / "clean" / "sub" / "part.jsonl.gz"
+    with gzip.open(cleaned, "rb") as f:
+        lines = f.read().splitlines()
+    original = [json.dumps(r, ensure_ascii=False).encode() for r in recs]
+    assert lines == [original[0], original[2]]  # other fields pass through byte for byte
+    log = pq.read_table(tmp_path / "clean" / "filter_log.parquet").to_pylist()
+    assert log == [{"doc_id": "b", "shard": "sub/part.jsonl.gz", "row": 1, "reason": "drop: lang != 'en'"}]
+    # resume: nothing to do the second time, same result
+    res2 = run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), drop=["lang != 'en'"]))
+    assert res2.shards_skipped == 1 and res2.kept == 2
+
+
+def test_keep_with_list_functions_and_parquet(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    pq.write_table(pa.table({"text": ["She and he", "nothing", "they"], "extra": [1, 2, 3]}),
+                   tmp_path / "corpus" / "p.parquet")
+    out = scan(tmp_path)
+    res = run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"),
+                                   keep=["contains(pronoun_groups, 'she') or len(pronoun_groups) == 0"]))
+    t = pq.read_table(tmp_path / "clean" / "p.parquet")
+    assert t.to_pylist() == [{"text": "She and he", "extra": 1}, {"text": "nothing", "extra": 2}]
+    assert res.kept == 2
+
+
+def test_bad_records_are_dropped_and_logged(tmp_path, make_jsonl):
+    p = make_jsonl("a.jsonl", [{"text": EN}])
+    with open(p, "a") as f:
+        f.write("{broken\n")
+        f.write(json.dumps({"text": FR}) + "\n")
+    out = scan(tmp_path)
+    res = run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean")))
+    assert res.kept == 2 and sum(res.dropped.values()) == 1
+    assert len((tmp_path / "clean" / "a.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("expr,msg", [
+    ("nope == 1", "unknown column 'nope'"),
+    ("lang ==", "cannot parse"),
+    ("__import__('os').system('x')", "unsupported syntax"),
+    ("lang in 'en'", "'in' takes a tuple or list"),
+    ("lang.upper() == 'EN'", "unsupported syntax"),
+])
+def test_bad_expressions_fail_before_writing(tmp_path, make_jsonl, expr, msg):
+    make_jsonl("a.jsonl", [{"text": EN}])
+    out = scan(tmp_path)
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), drop=[expr]))
+    assert not (tmp_path / "clean").exists()
+
+
+def test_changed_shard_is_refused(tmp_path, make_jsonl):
+    p = make_jsonl("a.jsonl", [{"text": EN}])
+    out = scan(tmp_path)
+    p.write_text(json.dumps({"text": FR}) + "\n")
+    res = run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean")))
+    assert res.exit_code == 1 and "changed since the scan" in res.refused["a.jsonl"]
+    assert not (tmp_path / "clean" / "a.jsonl").exists()
+
+
+def test_refuses_to_overwrite_the_input(tmp_path, make_jsonl):
+    make_jsonl("a.jsonl", [{"text": EN}])
+    out = scan(tmp_path)
+    with pytest.raises(ConfigError, match="would overwrite the input"):
+        run_filter(FilterRequest(out=out, clean=str(tmp_path / "corpus")))
+
+
+def test_redact_needs_the_pii_analyzer(tmp_path, make_jsonl):
+    make_jsonl("a.jsonl", [{"text": EN}])
+    out = scan(tmp_path)
+    with pytest.raises(ConfigError, match="needs a scan with the pii analyzer"):
+        run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), redact="pii"))
+
+
+def test_predicate_semantics_with_nulls():
+    t = pa.table({"lang": ["en", "fr", None], "x": [0.7, None, 0.1]})
+    assert Predicate("lang != 'en'", t.schema)(t).to_pylist() == [False, True, False]
+    assert Predicate("lang in ('en', 'de')", t.schema)(t).to_pylist() == [True, False, False]
+    assert Predicate("lang not in ('en',)", t.schema)(t).to_pylist() == [False, True, False]
+    assert Predicate("x >= 0.5 or lang is None", t.schema)(t).to_pylist() == [True, False, True]
+    assert Predicate("not x < 0.5", t.schema)(t).to_pylist() == [True, False, False]
+    assert Predicate("0 < x < 0.5", t.schema)(t).to_pylist() == [False, False, True]
+
+
+def test_redact_spans_code_points_and_overlaps():
+    text = "é mail a@b.co and 555-0100"
+    spans = [{"type": "EMAIL_ADDRESS", "start": 7, "end": 13}, {"type": "PHONE_NUMBER", "start": 18, "end": 26},
+             {"type": "X", "start": 8, "end": 10}]
+    assert redact_spans(text, spans) == "é mail <EMAIL_ADDRESS> and <PHONE_NUMBER>"
