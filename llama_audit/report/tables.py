@@ -18,7 +18,9 @@ from llama_audit.store import OutDir
 AXES = ["religion", "gender_and_sex", "nationality", "race_ethnicity", "sexual_orientation"]
 AXIS_LABELS = {"religion": "Religion", "gender_and_sex": "Gender and Sex", "nationality": "Nationality",
                "race_ethnicity": "Race and Ethnicity", "sexual_orientation": "Sexual Orientation"}
-PII_TYPE_ORDER = ["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "SECRET"]
+PII_TYPE_ORDER = ["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "SECRET",
+                  "IP_ADDRESS_PRIVATE"]
+NOT_PERSONAL = {"IP_ADDRESS_PRIVATE"}  # flagged and redactable, but not counted as personal data
 
 
 def pct(part: float, whole: float) -> float:
@@ -91,13 +93,14 @@ def pii_section(c: Counter, corpus_chars: int) -> dict:
     types = sorted({k.split("/", 1)[1] for k in c if k.startswith(("matches/", "documents/"))},
                    key=lambda t: (PII_TYPE_ORDER.index(t) if t in PII_TYPE_ORDER else 99, t))
     n = c["documents"]
-    matches = sum(v for k, v in c.items() if k.startswith("matches/"))
+    matches = sum(v for k, v in c.items() if k.startswith("matches/") and k[8:] not in NOT_PERSONAL)
     return {
         "documents": n, "documents_with_pii": c["documents_with_pii"], "pct_documents": pct(c["documents_with_pii"], n),
         "matches": matches,
         "matches_per_million_chars": round(matches * 1e6 / corpus_chars, 6) if corpus_chars else 0.0,
         "by_type": [{"type": t, "matches": c["matches/" + t], "documents": c["documents/" + t],
-                     "pct_documents": pct(c["documents/" + t], n)} for t in types],
+                     "pct_documents": pct(c["documents/" + t], n), "personal": t not in NOT_PERSONAL}
+                    for t in types],
     }
 
 

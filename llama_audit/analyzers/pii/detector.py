@@ -1,0 +1,208 @@
+"""The PII detector: runs the selected recognizers over texts, one document or a whole batch.
+
+Batch detection is where the speed comes from. Each recognizer declares a prefilter (a necessary
+condition for it to find anything); the prefilters of a batch are evaluated by Arrow's C++ string
+kernels (RE2), first all of them combined, then one by one on the documents that passed, so
+Python-level regexes and validators only ever see documents that can contain a candidate.
+``detect_batch(texts)`` returns exactly ``[detect(t) for t in texts]``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llama_audit.analyzers.pii.iban import IbanRecognizer
+from llama_audit.analyzers.pii.phone import PhoneRecognizer
+from llama_audit.analyzers.pii.recognizers import (
+    IP_PRIVATE,
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IPv4Recognizer,
+    IPv6Recognizer,
+    Recognizer,
+    UsSsnRecognizer,
+)
+from llama_audit.analyzers.pii.secret_keys import SecretRecognizer
+from llama_audit.analyzers.pii.spans import Span, resolve_overlaps
+
+# The types a user can select (``--pii-types``), in report order.
+PII_TYPES: tuple[str, ...] = (
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "IP_ADDRESS",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IBAN_CODE",
+    "SECRET",
+)
+# The types that can appear in spans: selecting IP_ADDRESS also yields IP_ADDRESS_PRIVATE spans
+# (private, loopback, link-local, documentation, multicast and other non-global addresses).
+SPAN_TYPES: tuple[str, ...] = PII_TYPES + (IP_PRIVATE,)
+# Span types that are not personal data by themselves: listed in spans, not counted as PII.
+NOT_PII: frozenset[str] = frozenset({IP_PRIVATE})
+
+# Bump when a change to any pattern, validator or table can change the spans found.
+RULES_VERSION = "2025.1"
+
+
+def normalize_types(types: Sequence[str] | None) -> tuple[str, ...]:
+    """Upper-cased, de-duplicated, in PII_TYPES order; None means all. Unknown names raise
+    ValueError naming them (type names are not PII)."""
+    if types is None:
+        return PII_TYPES
+    if isinstance(types, str):
+        types = types.split(",")
+    wanted = {t.strip().upper() for t in types if t.strip()}
+    unknown = sorted(wanted - set(PII_TYPES))
+    if unknown:
+        raise ValueError(f"unknown PII type(s) {', '.join(unknown)}; known: {', '.join(PII_TYPES)}")
+    if not wanted:
+        raise ValueError(f"no PII type selected; known: {', '.join(PII_TYPES)}")
+    return tuple(t for t in PII_TYPES if t in wanted)
+
+
+def _re2(prefilter: tuple[str, str]) -> str:
+    kind, pattern = prefilter
+    return re.escape(pattern) if kind == "substring" else pattern
+
+
+def _mask(arr: pa.Array, prefilter: tuple[str, str]) -> np.ndarray:
+    kind, pattern = prefilter
+    if kind == "substring":
+        hit = pc.match_substring(arr, pattern)
+    else:
+        hit = pc.match_substring_regex(arr, pattern)
+    return hit.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+class PiiDetector:
+    def __init__(self, types: Sequence[str] | None = None, region: str = "US"):
+        self.types = normalize_types(types)
+        self.region = region.upper()
+        candidates: list[Recognizer] = [
+            SecretRecognizer(),
+            EmailRecognizer(),
+            IPv4Recognizer(),
+            IPv6Recognizer(),
+            CreditCardRecognizer(),
+            UsSsnRecognizer(),
+            IbanRecognizer(),
+            PhoneRecognizer(self.region),
+        ]
+        self.recognizers: tuple[Recognizer, ...] = tuple(r for r in candidates if r.entity in self.types)
+        self._combined = "|".join(f"(?:{_re2(r.prefilter)})" for r in self.recognizers)
+
+    def __repr__(self) -> str:
+        return f"PiiDetector(types={self.types!r}, region={self.region!r})"
+
+    def detect(self, text: str) -> list[Span]:
+        """Spans in ``text``, overlaps resolved, sorted by start. No prefilter involved."""
+        return self._run(text if isinstance(text, str) else "", self.recognizers)
+
+    def _run(self, text: str, recognizers: Sequence[Recognizer]) -> list[Span]:
+        spans: list[Span] = []
+        for r in recognizers:
+            spans.extend(r.find(text))
+        return resolve_overlaps(spans)
+
+    def detect_batch(self, texts: Sequence[str]) -> list[list[Span]]:
+        """``[self.detect(t) for t in texts]``, computed with batch prefilters.
+
+        Stage 1: one RE2 pass of all prefilters combined over the batch. Stage 2: each
+        recognizer's prefilter over the documents that passed. Stage 3: for line-local
+        recognizers, the prefilter again over the lines of the documents that passed, so their
+        Python regexes scan only the lines that can hold a candidate.
+        """
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        n = len(texts)
+        out: list[list[Span]] = [[] for _ in range(n)]
+        if n == 0 or not self.recognizers:
+            return out
+        arr, forced = _to_arrow(texts)
+        hit = np.flatnonzero(_mask(arr, ("regex", self._combined)))
+        if forced:
+            hit = np.union1d(hit, np.asarray(forced, dtype=np.int64))
+        if hit.size == 0:
+            return out
+        doc_ids = hit.tolist()
+        sub = arr.take(pa.array(hit))
+        forced_set = set(forced)
+        recs = self.recognizers
+        # doc_masks[k][j]: recognizer k may find something in document doc_ids[j]
+        doc_masks = [_mask(sub, r.prefilter) for r in recs]
+        for j, i in enumerate(doc_ids):
+            if i in forced_set:
+                for m in doc_masks:
+                    m[j] = True
+
+        spans_by_doc: dict[int, list[Span]] = {}
+        # Whole-document recognizers.
+        for k, r in enumerate(recs):
+            if r.line_local:
+                continue
+            for j in np.flatnonzero(doc_masks[k]).tolist():
+                i = doc_ids[j]
+                spans_by_doc.setdefault(i, []).extend(r.find(texts[i]))
+        # Line-local recognizers: split the documents that need them into lines.
+        local = [k for k, r in enumerate(recs) if r.line_local]
+        if local:
+            need = np.zeros(len(doc_ids), dtype=bool)
+            for k in local:
+                need |= doc_masks[k]
+            lines: list[str] = []
+            line_doc: list[int] = []  # index j into doc_ids
+            line_start: list[int] = []
+            for j in np.flatnonzero(need).tolist():
+                parts = texts[doc_ids[j]].splitlines(keepends=True)
+                offset = 0
+                for part in parts:
+                    lines.append(part)
+                    line_doc.append(j)
+                    line_start.append(offset)
+                    offset += len(part)
+            if lines:
+                line_arr, line_forced = _to_arrow(lines)
+                line_doc_arr = np.asarray(line_doc, dtype=np.int64)
+                for k in local:
+                    r = recs[k]
+                    lm = _mask(line_arr, r.prefilter)
+                    if line_forced:
+                        lm[np.asarray(line_forced, dtype=np.int64)] = True
+                    lm &= doc_masks[k][line_doc_arr]
+                    for li in np.flatnonzero(lm).tolist():
+                        base = line_start[li]
+                        i = doc_ids[line_doc[li]]
+                        spans_by_doc.setdefault(i, []).extend(
+                            (t, base + a, base + b) for t, a, b in r.find(lines[li])
+                        )
+        for i, spans in spans_by_doc.items():
+            out[i] = resolve_overlaps(spans)
+        return out
+
+
+def _to_arrow(texts: Sequence[str]) -> tuple[pa.Array, list[int]]:
+    """The texts as an Arrow string array for the prefilters, and the indices of texts Arrow
+    cannot hold (lone surrogates): those get an empty placeholder and skip the prefilters."""
+    try:
+        return pa.array(texts, type=pa.large_string()), []
+    except (UnicodeEncodeError, pa.ArrowException, TypeError):
+        pass  # the exception names the text; it is dropped here on purpose
+    safe: list[str] = []
+    forced: list[int] = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            safe.append("")
+            continue
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            forced.append(i)
+            safe.append("")
+            continue
+        safe.append(t)
+    return pa.array(safe, type=pa.large_string()), forced
