@@ -187,18 +187,18 @@ def scan(
 @app.command()
 def report(
     out: str = typer.Argument(..., help="Output directory of a scan."),
-    format: str = typer.Option("table", "--format", "-f", help="table | json | markdown | csv"),
+    format: str = typer.Option("table", "--format", "-f", help="table | json | markdown | csv | html"),
     top: int = typer.Option(5, help="Descriptors shown per axis (Table 9b)."),
     min_pct: float = typer.Option(0.005, help="Smallest language share shown (Table 10), in percent."),
     paper: bool = typer.Option(False, help="Show the Llama 2 paper's numbers beside yours."),
 ) -> None:
     """Print the paper-style tables (9a, 9b, 10, toxicity, PII) for a scan."""
     from llama_audit.analyzers.base import ConfigError
-    from llama_audit.report.render import render_csv, render_json, render_markdown, render_terminal
+    from llama_audit.report.render import render_csv, render_html, render_json, render_markdown, render_terminal
     from llama_audit.report.tables import build_report, require_out
 
-    if format not in ("table", "json", "markdown", "md", "csv"):
-        fail("--format takes table, json, markdown or csv")
+    if format not in ("table", "json", "markdown", "md", "csv", "html"):
+        fail("--format takes table, json, markdown, csv or html")
     try:
         require_out(out)
         data = build_report(out)
@@ -213,6 +213,8 @@ def report(
         sys.stdout.write(render_markdown(data, top=top, min_pct=min_pct, paper=paper))
     elif format == "csv":
         sys.stdout.write(render_csv(data))
+    elif format == "html":
+        sys.stdout.write(render_html(data, top=top, min_pct=min_pct, paper=paper))
     else:
         render_terminal(data, Console(), top=top, min_pct=min_pct, paper=paper)
 

@@ -166,3 +166,47 @@ def render_csv(report: dict, **kw) -> str:
 
 def render_json(report: dict) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+def _svg_histogram(edges: list[float], counts: list[int], width: int = 600, height: int = 160) -> str:
+    """A small inline SVG bar chart (log-scaled counts) of the toxicity histogram."""
+    import math
+
+    if not counts or not any(counts):
+        return ""
+    top = math.log10(max(counts) + 1)
+    bar = width / len(counts)
+    bars = []
+    for i, c in enumerate(counts):
+        h = 0 if c == 0 else max(1.0, height * math.log10(c + 1) / top)
+        bars.append(f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{max(bar - 1, 1):.1f}" height="{h:.1f}">'
+                    f'<title>[{edges[i]:.2f}, {edges[i + 1]:.2f}): {c}</title></rect>')
+    return (f'<svg width="{width}" height="{height + 20}" role="img" aria-label="toxicity histogram">'
+            f'<g fill="#b04a4a">{"".join(bars)}</g>'
+            f'<text x="0" y="{height + 15}" font-size="11">0</text>'
+            f'<text x="{width - 20}" y="{height + 15}" font-size="11">1</text></svg>')
+
+
+def render_html(report: dict, **kw) -> str:
+    """One self-contained HTML page (no scripts, no external assets)."""
+    from html import escape
+
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>llama-audit report</title><style>",
+             "body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:1em 0}",
+             "td,th{border:1px solid #ccc;padding:.2em .6em}td:not(:first-child){text-align:right}",
+             "caption{text-align:left;font-weight:bold;padding:.3em 0}.note{color:#555;font-size:.9em}</style></head><body>",
+             "<h1>llama-audit report</h1>"]
+    for t in display_tables(report, **kw):
+        parts.append(f"<table><caption>{escape(t.title)}</caption><tr>")
+        parts.extend(f"<th>{escape(str(c))}</th>" for c in t.columns)
+        parts.append("</tr>")
+        for row in t.rows:
+            parts.append("<tr>" + "".join(f"<td>{escape(str(x))}</td>" for x in row) + "</tr>")
+        parts.append("</table>")
+        if t.note:
+            parts.append(f"<p class='note'>{escape(t.note)}</p>")
+        if t.key == "toxicity":
+            hist = report["toxicity"].get("histogram", {})
+            parts.append(_svg_histogram(hist.get("edges", []), hist.get("counts", [])))
+    parts.append("</body></html>\n")
+    return "".join(parts)
