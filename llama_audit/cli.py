@@ -109,6 +109,7 @@ def scan(
     languages: str = typer.Option("en", help="Language scope of pronoun/identity/toxicity statistics; 'all' disables the gate."),
     lid_threshold: float = typer.Option(0.5, help="fastText probability below which a document is 'unknown'."),
     lid_model: Optional[str] = typer.Option(None, help="Path to a fastText model (e.g. lid.176.bin); default: embedded lid.176.ftz."),
+    lid_engine: str = typer.Option("auto", help="auto (fast numpy fastText, exact labels) | fasttext (the C++ binding)."),
     lexicon: Optional[str] = typer.Option(None, help="Identity lexicon TSV (axis, descriptor) replacing HolisticBias."),
     pronoun_lexicon: Optional[str] = typer.Option(None, help="Pronoun lexicon TSV (group, word) replacing the paper's lists."),
     text_field: str = typer.Option("text", help="Field holding the document text."),
@@ -146,7 +147,7 @@ def scan(
         extra["pronoun_lexicon"] = pronoun_lexicon
     requested = _split(analyzers)
     options = ScanOptions(
-        languages=langs, lid_threshold=lid_threshold, lid_model=lid_model, lexicon=lexicon,
+        languages=langs, lid_threshold=lid_threshold, lid_model=lid_model, lid_engine=lid_engine, lexicon=lexicon,
         pii_types=tuple(_split(pii_types)) if pii_types else None, pii_region=pii_region,
         toxicity_model=toxicity_model, toxicity_revision=toxicity_revision, toxicity_tokenizer=toxicity_tokenizer,
         toxicity_sample=toxicity_sample, toxicity_batch_tokens=toxicity_batch_tokens, device=device, seed=seed,

@@ -45,3 +45,15 @@ def test_newlines_are_spaces_for_the_whole_document():
     one = "The committee met on Tuesday to discuss the budget for next year."
     labels, scores, _ = run([one.replace(" ", "\n"), one])
     assert labels == ["en", "en"] and abs(scores[0] - scores[1]) < 1e-6
+
+
+def test_fastlid_and_fasttext_engines_agree():
+    texts = ["The quick brown fox jumps over the lazy dog.", "Der schnelle braune Fuchs springt.",
+             "東京は日本の首都です。", "", "12345 !!!", "x" * 5000, "Ça va très bien, merci beaucoup mon ami."]
+    out = {}
+    for engine in ("fastlid", "fasttext"):
+        a = LanguageAnalyzer(ScanOptions(lid_engine=engine))
+        out[engine] = a.predict(texts)
+    assert out["fastlid"][0] == out["fasttext"][0]
+    np.testing.assert_allclose(out["fastlid"][1], out["fasttext"][1], atol=1e-4)
+    assert isinstance(a.stats(), dict)

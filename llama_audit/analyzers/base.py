@@ -61,6 +61,7 @@ class ScanOptions:
     languages: tuple[str, ...] = ("en",)  # ("all",) disables the gate
     lid_threshold: float = 0.5
     lid_model: str | None = None
+    lid_engine: str = "auto"  # auto (numpy FastLid, else the fastText binding) | fastlid | fasttext
     lexicon: str | None = None
     pii_types: tuple[str, ...] | None = None  # None = all types
     pii_region: str = "US"  # default region for phone numbers without a leading +

@@ -2,8 +2,11 @@
 
 Newlines are replaced by spaces (fastText predicts one line at a time); the top-1 label is kept
 when its probability reaches the threshold, else the document is ``unknown``. Empty and
-whitespace-only documents are ``unknown`` with a null score. The whole batch goes to fastText's
-C++ predict in one call.
+whitespace-only documents are ``unknown`` with a null score.
+
+Engines: ``FastLid`` (numpy re-implementation of fastText prediction with a per-word cache; same
+labels, probabilities within ~1e-5, several times faster, see fastlid.py) runs by default; the
+fastText C++ binding is the reference and the fallback for models FastLid does not handle.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ class LanguageAnalyzer(Analyzer):
         if not 0.0 <= options.lid_threshold <= 1.0:
             raise ConfigError(f"--lid-threshold must be between 0 and 1, got {options.lid_threshold}")
         self._model = None
+        self._fast = None
+        if options.lid_engine not in ("auto", "fastlid", "fasttext"):
+            raise ConfigError(f"--lid-engine takes auto, fastlid or fasttext (got {options.lid_engine!r})")
 
     @classmethod
     def unavailable_reason(cls, options) -> str | None:
@@ -67,13 +73,23 @@ class LanguageAnalyzer(Analyzer):
             "model": self.model_path.name if not self.options.lid_model else str(self.model_path),
             "model_sha256": model_sha256(self.model_path),
             "threshold": self.options.lid_threshold,
+            "engine": self.options.lid_engine,
         }
 
     def setup(self) -> None:
-        if self._model is not None:
+        if self._model is not None or self._fast is not None:
             return
         if self.options.lid_model is None and model_sha256(self.model_path) != EMBEDDED_SHA256:
             raise AnalyzerUnavailable(f"embedded {EMBEDDED_MODEL} is corrupt (sha256 mismatch); reinstall llama-audit")
+        if self.options.lid_engine in ("auto", "fastlid"):
+            from llama_audit.analyzers.fastlid import FastLid
+
+            try:
+                self._fast = FastLid(self.model_path)
+                return
+            except ValueError as exc:
+                if self.options.lid_engine == "fastlid":
+                    raise AnalyzerUnavailable(f"--lid-engine fastlid cannot load {self.model_path}: {exc}") from None
         try:
             import fasttext  # fasttext-numpy2 provides this module
         except ImportError:  # pragma: no cover - a core dependency
@@ -97,8 +113,16 @@ class LanguageAnalyzer(Analyzer):
             return labels, scores
         # fastText reads one line; its own tokenizer already treats \r \t \v \f as spaces
         lines = [texts[i].replace("\n", " ") for i in idx]
-        pred_labels, pred_probs = self._model.predict(lines, k=1, threshold=0.0)
         threshold = self.options.lid_threshold
+        if self._fast is not None:
+            fast_labels, fast_probs = self._fast.predict(lines)
+            probs = np.minimum(fast_probs, 1.0)
+            scores[idx] = probs
+            for j, i in enumerate(idx):
+                if fast_labels[j] and probs[j] >= threshold:
+                    labels[i] = fast_labels[j]
+            return labels, scores
+        pred_labels, pred_probs = self._model.predict(lines, k=1, threshold=0.0)
         for j, i in enumerate(idx):
             if not pred_labels[j]:
                 continue
@@ -107,6 +131,9 @@ class LanguageAnalyzer(Analyzer):
             if p >= threshold:
                 labels[i] = pred_labels[j][0][9:]  # strip "__label__"
         return labels, scores
+
+    def stats(self) -> dict:
+        return self._fast.stats() if self._fast is not None else {"engine": "fasttext"}
 
     def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
         labels, scores = self.predict(batch.texts)
