@@ -43,10 +43,11 @@ class Lexicon:
             if len(e.tokens) == 1:
                 self._single.setdefault(e.tokens[0], []).append(idx)
             else:
-                self._multi.setdefault(e.tokens[0], []).append((" " + e.term + " ", idx))
+                self._multi.setdefault(e.tokens[0], []).append((" " + e.term + " ", frozenset(e.tokens[1:]), idx))
         # the same keys as bytes, for documents tokenised on the ASCII fast path
         self._single.update({k.encode(): v for k, v in self._single.items() if k.isascii()})
-        self._multi.update({k.encode(): [(n.encode(), i) for n, i in v if n.isascii()]
+        self._multi.update({k.encode(): [(n.encode(), frozenset(t.encode() for t in rest), i)
+                                         for n, rest, i in v if n.isascii()]
                             for k, v in self._multi.items() if k.isascii()})
         self._single_keys = frozenset(k for k in self._single if isinstance(k, str))
         self._multi_keys = frozenset(k for k in self._multi if isinstance(k, str))
@@ -122,9 +123,9 @@ class Lexicon:
         for tok in s & single_keys:
             hits.extend(self._single[tok])
         for tok in s & multi_keys:
-            joined = tb.joined(i)
-            for needle, idx in self._multi[tok]:
-                if needle in joined:
+            for needle, rest, idx in self._multi[tok]:
+                # every token present (a set test) before the contiguity test on the joined text
+                if rest <= s and needle in tb.joined(i):
                     hits.append(idx)
         hits.sort()
         return hits
