@@ -121,12 +121,13 @@ def scan(
     toxicity_tokenizer: str = typer.Option("bert-base-uncased", help="Tokenizer: hub id or local directory."),
     toxicity_sample: float = typer.Option(1.0, help="Fraction of in-scope documents scored (paper: 0.1), deterministic per id."),
     toxicity_batch_tokens: Optional[int] = typer.Option(None, help="Tokens per model batch (default: from device memory)."),
+    toxicity_self_test: bool = typer.Option(True, help="Check before scanning that toxic sentences outscore benign ones."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (toxicity)."),
     seed: int = typer.Option(0, help="Seed of the deterministic toxicity sample."),
     workers: int = typer.Option(1, help="Local worker processes (shards run in parallel)."),
     num_shards: int = typer.Option(1, help="Split the shard list into N slices (Slurm array size)."),
     shard_index: int = typer.Option(0, help="Which slice this process runs (Slurm array index)."),
-    batch_docs: int = typer.Option(1024, help="Documents per batch."),
+    batch_docs: Optional[int] = typer.Option(None, help="Documents per batch (default 1024; 8192 when toxicity runs, to fill the GPU)."),
     strict: bool = typer.Option(False, help="Stop at the first bad record (exit code 2)."),
     overwrite: bool = typer.Option(False, help="Discard an OUT written with another configuration."),
     skip_unknown: bool = typer.Option(False, help="Skip files of unknown type with a warning instead of failing."),
@@ -142,7 +143,7 @@ def scan(
     if emit not in (None, "jsonl"):
         fail("--emit takes 'jsonl'")
     langs = tuple(_split(languages) or ["en"])
-    extra = {}
+    extra = {} if toxicity_self_test else {"toxicity_self_test": False}
     if pronoun_lexicon:
         extra["pronoun_lexicon"] = pronoun_lexicon
     requested = _split(analyzers)
@@ -154,7 +155,8 @@ def scan(
         explicit=tuple(requested or ()), extra=extra,
     )
     req = ScanRequest(paths=corpus, out=out, analyzers=requested, options=options,
-                      read=ReadOptions(text_field=text_field, id_field=id_field, batch_docs=max(1, batch_docs)),
+                      read=ReadOptions(text_field=text_field, id_field=id_field,
+                                       batch_docs=max(1, batch_docs) if batch_docs else None),
                       strict=strict, overwrite=overwrite, skip_unknown=skip_unknown, workers=max(1, workers),
                       num_shards=num_shards, shard_index=shard_index)
     hooks = ProgressHooks(quiet)

@@ -142,6 +142,9 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     names, skipped = choose_analyzers(req.analyzers, req.options, hooks.warn)
     analyzers = [cls(req.options) for cls in resolve_order(names)]
     analyzers.sort(key=lambda a: names.index(a.name))
+    big = "toxicity" in names  # the GPU scorer wants many lines per call
+    req.read = dataclasses.replace(req.read, batch_docs=req.read.batch_docs or (8192 if big else 1024),
+                                   batch_bytes=req.read.batch_bytes or ((32 << 20) if big else (4 << 20)))
     shards = discover(req.paths, skip_unknown=req.skip_unknown, warn=hooks.warn)
     if not shards:
         raise ConfigError("no corpus files found in " + ", ".join(req.paths))
@@ -180,9 +183,10 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
         raise ConfigError(str(exc)) from None
     finally:
         hooks.stop()
+        stats = {a.name: a.stats() for a in analyzers if callable(getattr(a, "stats", None))}
         for a in analyzers:
             a.close()
-    manifest = write_manifest(out, shards, config, chash, req, time.perf_counter() - t0)
+    manifest = write_manifest(out, shards, config, chash, req, time.perf_counter() - t0, stats)
     return ScanResult(
         shards_total=len(shards), shards_run=ran, shards_skipped=len(mine) - len(todo), failed=failed,
         documents=manifest["totals"]["documents"], bad_records=manifest["totals"]["bad_records"],
@@ -192,7 +196,7 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
 
 
 def write_manifest(out: OutDir, shards: Sequence[Shard] | None, config: dict, chash: str,
-                   req: ScanRequest | None, seconds: float | None) -> dict:
+                   req: ScanRequest | None, seconds: float | None, stats: dict | None = None) -> dict:
     """Derive the manifest from the done markers; merge partials into the summary when every
     listed shard is done. ``shards=None`` (``merge``) keeps the shard list of the last manifest."""
     previous: dict = {}
@@ -230,7 +234,9 @@ def write_manifest(out: OutDir, shards: Sequence[Shard] | None, config: dict, ch
     runs = list(previous.get("runs", []))
     if req is not None:
         runs.append({"seconds": round(seconds or 0.0, 3), "workers": req.workers, "num_shards": req.num_shards,
-                     "shard_index": req.shard_index, "strict": req.strict, "paths": list(req.paths)})
+                     "shard_index": req.shard_index, "strict": req.strict, "paths": list(req.paths),
+                     # engine counters of this process (in-process runs; pool workers keep their own)
+                     "analyzer_stats": _jsonable(stats or {})})
     manifest = {
         "tool": {"name": "llama-audit", "version": __version__},
         "dependencies": dependency_versions(),
@@ -245,6 +251,10 @@ def write_manifest(out: OutDir, shards: Sequence[Shard] | None, config: dict, ch
     }
     atomic_write_json(out.manifest_path, manifest)
     return manifest
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def merge(out_root: str) -> dict:

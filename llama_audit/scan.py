@@ -45,8 +45,8 @@ class ShardFailed(Exception):
 class ReadOptions:
     text_field: str = "text"
     id_field: str = "id"
-    batch_docs: int = 1024
-    batch_bytes: int = 4 << 20
+    batch_docs: int | None = None  # None: 1024, or 8192 when a GPU-batched analyzer (toxicity) runs
+    batch_bytes: int | None = None  # None: 4 MiB, or 32 MiB with toxicity
 
 
 def fingerprint(path: str, size: int) -> str:

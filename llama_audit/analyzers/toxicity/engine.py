@@ -1,0 +1,537 @@
+"""The batched line scorer: many lines in, one toxic probability per line out, as fast as the device allows.
+
+How a call to :meth:`ToxicityEngine.score` runs:
+
+1. every line is keyed by a 128-bit blake2b hash; lines seen before (a bounded LRU cache) or
+   earlier in the same call are not scored again (web text repeats navigation bars, cookie
+   notices and boilerplate);
+2. a background thread tokenizes the remaining lines with the fast (Rust) tokenizer, in chunks,
+   truncating at ``max_length`` tokens, so the device never waits for the tokenizer;
+3. the main thread gathers a bounded window of tokenized lines (about 16 batches' worth of
+   tokens; the first window of a call is smaller so the device starts early), sorts it by token length
+   (longest first) and cuts batches by a token budget (rows x padded length <= budget), so
+   padding is small; padding waste is measured;
+4. each batch runs under ``torch.inference_mode`` (on CUDA: bf16 autocast, SDPA attention, pinned
+   host memory and non-blocking copies, results left on the device until the window is done);
+   an out-of-memory error halves the budget and the batch is split and retried, no line is lost;
+5. scores are written back at the lines' original positions.
+
+With several visible GPUs there is one model replica and one worker thread per GPU, all fed
+from the same window. torch is imported by this module: import it only when scoring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import itertools
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from llama_audit.analyzers.base import ConfigError
+
+CPU_BUDGET_TOKENS = 2048  # BERT-base on CPU: per-token cost flat from ~256 to ~2k tokens, worse above
+GPU_BUDGET_CAP = 65536
+MIN_BUDGET_TOKENS = 64
+CPU_MIN_BATCH_TOKENS = 256
+GPU_MIN_BATCH_TOKENS = 16384  # below this, launch overhead dominates a BERT-base forward on a big GPU
+SLACK = 0.1  # rows within 10% of a batch's widest row join it freely
+FIRST_WINDOW_BATCHES = 2  # a window holds about this many full batches of tokens...
+WINDOW_BATCHES = 16  # ...and this many after the first one of a call
+
+
+# ---------------------------------------------------------------------------------------------
+# devices
+
+
+def resolve_devices(spec: str | None) -> list[torch.device]:
+    """``auto`` (all GPUs, else CPU) | ``cpu`` | ``cuda`` (all GPUs) | ``cuda:N``."""
+    spec = (spec or "auto").strip().lower()
+    n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if spec == "auto":
+        return [torch.device("cuda", i) for i in range(n_gpu)] or [torch.device("cpu")]
+    if spec == "cpu":
+        return [torch.device("cpu")]
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if n_gpu == 0:
+            raise ConfigError(f"--device {spec}: no CUDA GPU is visible (torch {torch.__version__}); use --device cpu")
+        if spec == "cuda":
+            return [torch.device("cuda", i) for i in range(n_gpu)]
+        try:
+            index = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"--device {spec}: expected cuda:N") from None
+        if not 0 <= index < n_gpu:
+            raise ConfigError(f"--device {spec}: only {n_gpu} GPU(s) visible")
+        return [torch.device("cuda", index)]
+    raise ConfigError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None = plain fp32). ``auto``: bf16 on CUDA (fp16 where bf16 is not
+    supported), fp32 on CPU."""
+    p = (precision or "auto").lower()
+    if p == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    table = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if p not in table:
+        raise ConfigError(f"toxicity precision {precision!r}: expected auto, fp32, bf16 or fp16")
+    return table[p]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    if isinstance(exc, MemoryError):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# the duplicate-line cache
+
+
+class LineCache:
+    """Bounded LRU map: 16-byte line hash -> score."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(0, int(capacity))
+        self._d: OrderedDict[bytes, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def get(self, key: bytes) -> float | None:
+        v = self._d.get(key)
+        if v is not None:
+            self._d.move_to_end(key)
+        return v
+
+    def put_many(self, keys: Sequence[bytes], values: np.ndarray) -> None:
+        if self.capacity <= 0:
+            return
+        d = self._d
+        for k, v in zip(keys, values.tolist()):
+            d[k] = v
+            d.move_to_end(k)
+        while len(d) > self.capacity:
+            d.popitem(last=False)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+def line_key(line: str) -> bytes:
+    return hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+
+
+@dataclasses.dataclass
+class EngineStats:
+    lines: int = 0  # lines asked for
+    cache_hits: int = 0  # answered from the cache or a duplicate earlier in the same call
+    lines_scored: int = 0  # lines run through the model
+    tokens: int = 0  # real (non-padding) tokens of the lines run through the model
+    padded_tokens: int = 0  # tokens computed, padding included
+    batches: int = 0
+    oom_retries: int = 0
+    truncated_lines: int = 0  # lines cut at max_length tokens
+    tokenize_s: float = 0.0  # tokenizer thread busy time (overlaps the forward passes)
+    wait_s: float = 0.0  # time the scoring loop waited for the tokenizer
+    wall_s: float = 0.0  # total time inside score()
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["cache_hit_rate"] = self.cache_hits / self.lines if self.lines else 0.0
+        d["padding_waste"] = 1.0 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
+        d["lines_per_s"] = self.lines / self.wall_s if self.wall_s else 0.0
+        d["model_tokens_per_s"] = self.tokens / self.wall_s if self.wall_s else 0.0
+        for k in ("tokenize_s", "wait_s", "wall_s"):
+            d[k] = round(d[k], 4)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# one model replica on one device
+
+
+class _Worker:
+    def __init__(self, model, device: torch.device, autocast_dtype: torch.dtype | None, label_index: int):
+        self.model = model
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.autocast_dtype = autocast_dtype
+        self.label_index = label_index
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        """Toxic-label probabilities of one padded batch, float32, left on the device."""
+        ids_t = torch.from_numpy(ids)
+        mask_t = torch.from_numpy(mask)
+        if self.cuda:
+            ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
+            mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
+        dev_ctx = torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext()
+        amp = (torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+               if self.autocast_dtype is not None else contextlib.nullcontext())
+        with dev_ctx, torch.inference_mode(), amp:
+            logits = self.model(input_ids=ids_t, attention_mask=mask_t).logits
+            return torch.softmax(logits.float(), dim=-1)[:, self.label_index]
+
+
+@dataclasses.dataclass
+class _Window:
+    """A window of tokenized lines: flat token ids, per-line offsets/lengths, global positions."""
+
+    positions: np.ndarray
+    flat: np.ndarray
+    offsets: np.ndarray
+    lens: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+
+
+class ToxicityEngine:
+    """Scores lines with a sequence classifier; see the module docstring.
+
+    ``model`` and ``tokenizer`` are a loaded ``transformers`` classifier (on the CPU) and its fast
+    tokenizer. ``batch_tokens`` is the padded-token budget of one batch (None: 2048 on CPU, from
+    free memory on CUDA). ``cache_lines`` bounds the duplicate cache (0 disables it, and with it
+    the deduplication inside a call).
+    """
+
+    def __init__(self, model, tokenizer, *, device: str = "auto", label_index: int = 1, max_length: int = 512,
+                 batch_tokens: int | None = None, cache_lines: int = 500_000, window_lines: int | None = None,
+                 tokenize_chunk: int = 2048, precision: str = "auto", threads: int | None = None,
+                 max_batch_lines: int = 8192):
+        self.devices = resolve_devices(device)
+        self.cuda = self.devices[0].type == "cuda"
+        self.label_index = int(label_index)
+        self.max_length = int(max_length)
+        self.tokenize_chunk = max(1, int(tokenize_chunk))
+        self.max_batch_lines = max(1, int(max_batch_lines))
+        self.window_lines = int(window_lines) if window_lines else 65536
+        self.pad_multiple = 8 if self.cuda else 1
+        self.slack = SLACK
+        self.min_batch_tokens = GPU_MIN_BATCH_TOKENS if self.cuda else CPU_MIN_BATCH_TOKENS
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+        self.cache = LineCache(cache_lines)
+        self.dedup = cache_lines > 0
+        self._stats = EngineStats()
+        self._lock = threading.Lock()
+        self._tokenizer = tokenizer
+        self._backend = self._make_backend(tokenizer, self.max_length)
+
+        if not self.cuda:
+            n = threads or (None if "OMP_NUM_THREADS" in os.environ else len(os.sched_getaffinity(0)))
+            if n:
+                torch.set_num_threads(max(1, int(n)))
+        self.autocast_dtype = resolve_precision(precision, self.devices[0])
+        self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        self.workers: list[_Worker] = []
+        model = model.eval()
+        for i, dev in enumerate(self.devices):
+            replica = model if i == len(self.devices) - 1 else copy.deepcopy(model)
+            self.workers.append(_Worker(replica.to(dev), dev, self.autocast_dtype, self.label_index))
+        self.budget = int(batch_tokens) if batch_tokens else self._default_budget(model)
+        self.budget = max(MIN_BUDGET_TOKENS, self.budget)
+
+    # -- setup helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _make_backend(tokenizer, max_length: int):
+        """A private copy of the Rust tokenizer with truncation on and padding off (None: use the
+        Python wrapper)."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return None
+        try:
+            from tokenizers import Tokenizer
+
+            bt = Tokenizer.from_str(backend.to_str())
+            bt.no_padding()
+            bt.enable_truncation(max_length=max_length)
+            return bt
+        except Exception:  # pragma: no cover - exotic tokenizer: fall back to the wrapper
+            return None
+
+    def _default_budget(self, model) -> int:
+        if not self.cuda:
+            return CPU_BUDGET_TOKENS
+        cfg = model.config
+        h = int(getattr(cfg, "hidden_size", 768))
+        inter = int(getattr(cfg, "intermediate_size", 4 * h))
+        heads = int(getattr(cfg, "num_attention_heads", 12))
+        # peak activation bytes per token of one layer (fp32 worst case) + attention scores if SDPA
+        # falls back to the math kernel
+        per_token = 4 * (10 * h + 3 * inter) + 4 * heads * self.max_length
+        free = min(torch.cuda.mem_get_info(d)[0] for d in self.devices)
+        budget = int(0.35 * free / per_token)
+        return int(max(self.max_length, min(GPU_BUDGET_CAP, budget)))
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            d = self._stats.as_dict()
+        d.update(devices=[str(x) for x in self.devices], precision=self.precision, batch_tokens=self.budget,
+                 max_length=self.max_length, cache_lines=self.cache.capacity, cache_size=len(self.cache))
+        return d
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = EngineStats()
+
+    def close(self) -> None:
+        self.workers = []
+        self.cache.clear()
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def score(self, lines: Sequence[str]) -> np.ndarray:
+        """Toxic probability of each line (float32, same order)."""
+        t0 = time.perf_counter()
+        n = len(lines)
+        out = np.empty(n, dtype=np.float32)
+        if n == 0:
+            return out
+        if not self.dedup:
+            out[:] = self._score_unique(list(lines))
+            hits = 0
+        else:
+            uniq: list[str] = []
+            uniq_keys: list[bytes] = []
+            first: dict[bytes, int] = {}
+            slot = np.full(n, -1, dtype=np.int64)
+            cache = self.cache
+            for i, line in enumerate(lines):
+                k = line_key(line)
+                v = cache.get(k)
+                if v is not None:
+                    out[i] = v
+                    continue
+                j = first.get(k)
+                if j is None:
+                    j = first[k] = len(uniq)
+                    uniq.append(line)
+                    uniq_keys.append(k)
+                slot[i] = j
+            hits = n - len(uniq)
+            if uniq:
+                scores = self._score_unique(uniq)
+                todo = slot >= 0
+                out[todo] = scores[slot[todo]]
+                cache.put_many(uniq_keys, scores)
+        with self._lock:
+            self._stats.lines += n
+            self._stats.cache_hits += hits
+            self._stats.wall_s += time.perf_counter() - t0
+        return out
+
+    # -- tokenization --------------------------------------------------------------------------
+
+    def _encode(self, lines: list[str]) -> list[list[int]]:
+        try:
+            return self._encode_raw(lines)
+        except Exception:
+            # lone surrogates and other strings the Rust side refuses: replace and retry
+            clean = [s.encode("utf-8", "replace").decode("utf-8") for s in lines]
+            return self._encode_raw(clean)
+
+    def _encode_raw(self, lines: list[str]) -> list[list[int]]:
+        if self._backend is not None:
+            return [e.ids for e in self._backend.encode_batch(lines, add_special_tokens=True)]
+        enc = self._tokenizer(lines, truncation=True, max_length=self.max_length, padding=False,
+                              return_attention_mask=False, return_token_type_ids=False)
+        return enc["input_ids"]
+
+    def _tokenize_into(self, lines: list[str], q: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for start in range(0, len(lines), self.tokenize_chunk):
+                if stop.is_set():
+                    return
+                t0 = time.perf_counter()
+                ids = self._encode(lines[start:start + self.tokenize_chunk])
+                lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+                flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
+                with self._lock:
+                    self._stats.tokenize_s += time.perf_counter() - t0
+                q.put((start, flat, lens))
+            q.put(None)
+        except BaseException as exc:  # handed to the scoring loop, which re-raises it
+            q.put(exc)
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _score_unique(self, lines: list[str]) -> np.ndarray:
+        out = np.empty(len(lines), dtype=np.float32)
+        q: queue.Queue = queue.Queue(maxsize=64)  # up to 64 chunks tokenized ahead
+        stop = threading.Event()
+        producer = threading.Thread(target=self._tokenize_into, args=(lines, q, stop),
+                                    name="toxicity-tokenizer", daemon=True)
+        producer.start()
+        try:
+            pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+            pending_lines = pending_tokens = 0
+            first = True
+            done = False
+            while not done:
+                t0 = time.perf_counter()
+                item = q.get()
+                with self._lock:
+                    self._stats.wait_s += time.perf_counter() - t0
+                if item is None:
+                    done = True
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    pending.append(item)
+                    pending_lines += len(item[2])
+                    pending_tokens += len(item[1])
+                # the first window is small so the device starts early; later ones are larger
+                # (better sorting) while the tokenizer thread works ahead
+                window_tokens = self.budget * (FIRST_WINDOW_BATCHES if first else WINDOW_BATCHES)
+                if pending and (done or pending_lines >= self.window_lines or pending_tokens >= window_tokens):
+                    self._run_window(self._make_window(pending), out)
+                    pending, pending_lines, pending_tokens, first = [], 0, 0, False
+        finally:
+            stop.set()
+            while producer.is_alive():
+                try:
+                    q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            producer.join()
+        return out
+
+    @staticmethod
+    def _make_window(chunks) -> _Window:
+        positions = np.concatenate([start + np.arange(len(lens)) for start, _, lens in chunks])
+        lens = np.concatenate([c[2] for c in chunks])
+        flat = np.concatenate([c[1] for c in chunks])
+        offsets = np.zeros(len(lens), dtype=np.int64)
+        np.cumsum(lens[:-1], out=offsets[1:])
+        return _Window(positions, flat, offsets, lens)
+
+    def _padded_len(self, n: int) -> int:
+        m = self.pad_multiple
+        return min(-(-n // m) * m, max(n, self.max_length))
+
+    def _next_batch(self, rows: np.ndarray, start: int, lens: np.ndarray) -> int:
+        """How many rows (sorted longest first) from ``start`` make the next batch.
+
+        At most what fits the token budget (rows x padded width). Within that, rows whose length
+        is within ``slack`` of the widest are taken; shorter ones only while the batch is below
+        ``min_batch_tokens`` (tiny batches waste the device more than a little padding does).
+        """
+        width = self._padded_len(int(lens[rows[start]]))
+        cap = max(1, min(self.budget // width, self.max_batch_lines, len(rows) - start))
+        seg = lens[rows[start:start + cap]]
+        n_close = int(np.count_nonzero(seg >= width * (1.0 - self.slack)))
+        n_min = -(-min(self.min_batch_tokens, self.budget) // width)
+        return max(1, min(cap, max(n_close, n_min)))
+
+    def _materialize(self, win: _Window, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+        bl = win.lens[rows]
+        width = self._padded_len(int(bl.max()))
+        cols = np.arange(width, dtype=np.int64)
+        mask = cols[None, :] < bl[:, None]
+        pos = np.minimum(win.offsets[rows][:, None] + cols[None, :], max(len(win.flat) - 1, 0))
+        ids = np.where(mask, win.flat[pos], self.pad_id)
+        return ids, mask.astype(np.int64), int(bl.sum()), width * len(rows)
+
+    def _forward_rows(self, worker: _Worker, win: _Window, rows: np.ndarray) -> list[tuple[np.ndarray, torch.Tensor]]:
+        """Run ``rows`` on ``worker``; on out-of-memory halve the budget, split and retry."""
+        ids, mask, real, padded = self._materialize(win, rows)
+        try:
+            probs = worker.forward(ids, mask)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            with self._lock:
+                self._stats.oom_retries += 1
+                self.budget = max(MIN_BUDGET_TOKENS, min(self.budget, padded) // 2)
+            if worker.cuda:
+                torch.cuda.empty_cache()
+            if len(rows) == 1:
+                raise RuntimeError(f"toxicity: out of memory on a single line of {real} tokens "
+                                   f"on {worker.device}; free device memory or use --device cpu") from exc
+            results = []
+            i = 0
+            while i < len(rows):
+                nb = self._next_batch(rows, i, win.lens)
+                if i == 0 and nb >= len(rows):  # the halved budget still covers it: split in two
+                    nb = len(rows) // 2
+                results.extend(self._forward_rows(worker, win, rows[i:i + nb]))
+                i += nb
+            return results
+        with self._lock:
+            self._stats.batches += 1
+            self._stats.lines_scored += len(rows)
+            self._stats.tokens += real
+            self._stats.padded_tokens += padded
+            self._stats.truncated_lines += int((win.lens[rows] >= self.max_length).sum())
+        return [(rows, probs)]
+
+    def _run_window(self, win: _Window, out: np.ndarray) -> None:
+        order = np.argsort(-win.lens, kind="stable")
+        results: list[tuple[np.ndarray, torch.Tensor]] = []
+        cursor = [0]
+        cursor_lock = threading.Lock()
+
+        def take() -> np.ndarray | None:
+            with cursor_lock:
+                i = cursor[0]
+                if i >= len(order):
+                    return None
+                nb = self._next_batch(order, i, win.lens)
+                cursor[0] = i + nb
+                return order[i:i + nb]
+
+        def run(worker: _Worker, sink: list) -> None:
+            while (rows := take()) is not None:
+                sink.extend(self._forward_rows(worker, win, rows))
+
+        if len(self.workers) == 1:
+            run(self.workers[0], results)
+        else:
+            sinks: list[list] = [[] for _ in self.workers]
+            errors: list[BaseException] = []
+
+            def guarded(w, s):
+                try:
+                    run(w, s)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=guarded, args=(w, s), name=f"toxicity-{w.device}")
+                       for w, s in zip(self.workers, sinks)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+            for s in sinks:
+                results.extend(s)
+        # one device->host copy per batch, after all batches of the window were queued
+        for rows, probs in results:
+            out[win.positions[rows]] = probs.detach().to("cpu").numpy()

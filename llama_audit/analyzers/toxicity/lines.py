@@ -1,0 +1,68 @@
+"""Documents -> lines, and line scores -> per-document statistics.
+
+Methodology (DESIGN.md, Toxicity): a document's text is split on ``"\\n"``; each line with at
+least one non-whitespace character is scored; the document score is the mean of its line scores.
+A line is scored with its surrounding whitespace stripped (BERT-style tokenizers ignore it, and
+stripping lets ``"foo\\r"`` and ``"foo"`` share one cache entry). Documents with no non-blank line
+have no score.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+THRESHOLD = 0.5
+
+
+def document_lines(text: str | None) -> list[str]:
+    """The lines of ``text`` that are scored: split on ``\\n``, stripped, non-blank ones kept."""
+    if not text:
+        return []
+    out = []
+    for line in text.split("\n"):
+        s = line.strip()
+        if s:
+            out.append(s)
+    return out
+
+
+def split_documents(texts: Iterable[str | None]) -> tuple[list[str], np.ndarray]:
+    """Flatten documents into one list of lines; ``counts[i]`` = number of lines of document i."""
+    flat: list[str] = []
+    counts: list[int] = []
+    for text in texts:
+        lines = document_lines(text)
+        flat.extend(lines)
+        counts.append(len(lines))
+    return flat, np.asarray(counts, dtype=np.int64)
+
+
+def segment_stats(scores: Sequence[float] | np.ndarray, counts: np.ndarray,
+                  threshold: float = THRESHOLD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised per-document mean, max and share of lines >= ``threshold``.
+
+    ``scores`` are the line scores in document order, ``counts`` the lines per document (summing to
+    ``len(scores)``). Documents with zero lines get NaN in all three outputs. Sums are taken in
+    float64; results are float64.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.sum() != len(scores):
+        raise ValueError(f"{len(scores)} line scores for {int(counts.sum())} lines")
+    n = len(counts)
+    mean = np.full(n, np.nan)
+    mx = np.full(n, np.nan)
+    frac = np.full(n, np.nan)
+    if n == 0 or len(scores) == 0:
+        return mean, mx, frac
+    doc_of_line = np.repeat(np.arange(n), counts)
+    sums = np.bincount(doc_of_line, weights=scores, minlength=n)
+    ge = np.bincount(doc_of_line, weights=(scores >= threshold), minlength=n)
+    has = counts > 0
+    mean[has] = sums[has] / counts[has]
+    frac[has] = ge[has] / counts[has]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[has]
+    mx[has] = np.maximum.reduceat(scores, starts)
+    return mean, mx, frac

@@ -1,0 +1,88 @@
+"""The command line end to end (Typer's runner, in process): scan + report on the example corpus."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from llama_audit import __version__
+from llama_audit.cli import app
+from conftest import EXAMPLES
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_version_and_help_on_every_command():
+    assert invoke("--version").stdout.strip() == f"llama-audit {__version__}"
+    for cmd in ("scan", "report", "filter", "merge", "analyzers", "models"):
+        res = invoke(cmd, "--help")
+        assert res.exit_code == 0 and "Usage" in res.stdout, cmd
+
+
+def test_scan_and_report_json_on_the_example_corpus(tmp_path):
+    out = tmp_path / "out"
+    res = invoke("scan", EXAMPLES, "--out", out, "--analyzers", "language,pronouns,identities", "--quiet")
+    assert res.exit_code == 0, res.output
+    res = invoke("report", out, "--format", "json")
+    assert res.exit_code == 0
+    report = json.loads(res.stdout)  # nothing but data on stdout
+    assert report["corpus"]["documents"] == 622 and report["corpus"]["shards"] == 4
+    assert report["corpus"]["bad_records"] == 0
+    assert 0 < report["corpus"]["in_scope_documents"] < 622
+    langs = {r["lang"]: r["pct"] for r in report["languages"]["rows"]}
+    assert langs["en"] > 50
+    assert 0 < report["pronouns"]["gender"]["pct"] <= 100
+    assert report["identities"]["nationality"]["descriptors"][0]["term"] == "american"
+    # table, markdown and csv render the same scan
+    for fmt in ("table", "markdown", "csv", "html"):
+        res = invoke("report", out, "--format", fmt, "--paper")
+        assert res.exit_code == 0 and "christian" in res.stdout, fmt
+    # rerun resumes: nothing to scan
+    res = invoke("scan", EXAMPLES, "--out", out, "--analyzers", "language,pronouns,identities")
+    assert res.exit_code == 0 and "4 shard(s) already done" in res.output
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    res = invoke("scan", tmp_path / "missing", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+    (tmp_path / "x.docx").write_text("x")
+    res = invoke("scan", tmp_path / "x.docx", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "supported" in res.output
+    res = invoke("report", tmp_path / "nowhere")
+    assert res.exit_code == 2 and "no manifest.json" in res.output
+    res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--analyzers", "nope")
+    assert res.exit_code == 2 and "unknown analyzer 'nope'" in res.output
+
+
+def test_strict_exit_code(tmp_path):
+    bad = tmp_path / "c" / "a.jsonl"
+    bad.parent.mkdir()
+    bad.write_text('{"text": "fine"}\n{oops\n')
+    res = invoke("scan", bad.parent, "--out", tmp_path / "o", "--strict", "--analyzers", "language")
+    assert res.exit_code == 2 and "malformed_json" in res.output
+
+
+def test_emit_jsonl_streams_annotations(tmp_path):
+    c = tmp_path / "c" / "a.jsonl"
+    c.parent.mkdir()
+    c.write_text('{"id": "x", "text": "She is here."}\n{"id": "y", "text": "Bonjour tout le monde, comment allez-vous?"}\n')
+    res = invoke("scan", c.parent, "--out", tmp_path / "o", "--emit", "jsonl", "--quiet",
+                 "--analyzers", "language,pronouns", "--languages", "all")
+    assert res.exit_code == 0
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["doc_id"] for r in rows] == ["x", "y"]
+    assert rows[0]["pronoun_groups"] == ["she", "3rd"] and rows[1]["lang"] == "fr"
+    assert "text" not in rows[0]
+
+
+def test_merge_after_slices(tmp_path):
+    for i in range(2):
+        res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--analyzers", "language", "--quiet",
+                     "--num-shards", 2, "--shard-index", i)
+        assert res.exit_code == 0
+    res = invoke("merge", tmp_path / "o")
+    assert res.exit_code == 0 and "4 of 4 shards done" in res.output

@@ -1,0 +1,86 @@
+"""``llama-audit models fetch|list`` (the lead mounts ``models_app``); no network is used."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from llama_audit.analyzers.toxicity import model as tm
+from llama_audit.cli_models import models_app
+
+runner = CliRunner()
+
+
+def test_list_shows_missing_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path))
+    res = runner.invoke(models_app, ["list"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "tomh/toxigen_hatebert" in res.output and "missing" in res.output
+    assert "bert-base-uncased" in res.output
+
+
+def test_list_shows_a_local_directory(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"0" * 10)
+    res = runner.invoke(models_app, ["list", "--toxicity-model", str(d)], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert "local" in res.output
+
+
+def test_fetch_offline_fails_fast_with_one_line():
+    pytest.importorskip("huggingface_hub")
+    res = runner.invoke(models_app, ["fetch"], env={"HF_HUB_OFFLINE": "1"})
+    assert res.exit_code == 1
+    err = res.stderr if hasattr(res, "stderr") and res.stderr else res.output
+    assert "HF_HUB_OFFLINE" in err and "--toxicity-model PATH" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_fetch_download_error_is_one_line(monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    import llama_audit.cli_models as cm
+
+    def no_network(*a, **k):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(cm, "_download", no_network)
+    monkeypatch.setattr(cm, "_offline", lambda: False)
+    res = runner.invoke(models_app, ["fetch"])
+    assert res.exit_code == 1
+    err = res.stderr if hasattr(res, "stderr") and res.stderr else res.output
+    assert "could not download toxicity model 'tomh/toxigen_hatebert'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_fetch_then_found_in_cache(tmp_path, monkeypatch):
+    """fetch downloads (simulated here) into the hub cache; the files are then found offline."""
+    pytest.importorskip("huggingface_hub")
+    import llama_audit.cli_models as cm
+
+    calls = []
+
+    def fake_download(repo, revision, patterns, timeout):
+        calls.append((repo, tuple(patterns)))
+        root = tmp_path / ("models--" + repo.replace("/", "--"))
+        snap = root / "snapshots" / ("c" * 40)
+        snap.mkdir(parents=True, exist_ok=True)
+        (root / "refs").mkdir(exist_ok=True)
+        (root / "refs" / "main").write_text("c" * 40)
+        if "*.safetensors" in patterns:
+            (snap / "config.json").write_text("{}")  # this repository has no safetensors: .bin next
+        elif "pytorch_model.bin" in patterns:
+            (snap / "pytorch_model.bin").write_bytes(b"weights")
+        else:
+            (snap / "vocab.txt").write_text("[PAD]\n")
+        return snap
+
+    monkeypatch.setattr(cm, "_download", fake_download)
+    monkeypatch.setattr(cm, "_offline", lambda: False)
+    monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path))
+    res = runner.invoke(models_app, ["fetch"])
+    assert res.exit_code == 0, res.output
+    assert [c[0] for c in calls] == ["tomh/toxigen_hatebert", "tomh/toxigen_hatebert", "bert-base-uncased"]
+    assert "toxicity model: tomh/toxigen_hatebert @ " + "c" * 40 in res.output
+    assert tm.locate("tomh/toxigen_hatebert", None, kind="model", option="--toxicity-model").revision == "c" * 40

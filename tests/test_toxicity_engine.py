@@ -1,0 +1,441 @@
+"""Toxicity engine and analyzer on CPU with a tiny randomly initialised BERT classifier.
+
+The model (hidden 32, 2 layers) and a small WordPiece tokenizer are built here and saved with
+``save_pretrained`` (safetensors); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from llama_audit.analyzers.base import AnalyzerUnavailable, BatchContext, DocBatch, ScanOptions  # noqa: E402
+from llama_audit.analyzers.toxicity import ToxicityAnalyzer, model as tm  # noqa: E402
+from llama_audit.analyzers.toxicity.engine import LineCache, ToxicityEngine, _Worker  # noqa: E402
+from llama_audit.analyzers.toxicity.lines import document_lines  # noqa: E402
+from llama_audit.analyzers.toxicity.sampling import sample_mask  # noqa: E402
+from llama_audit.analyzers.toxicity.selftest import ToxicitySelfTestError  # noqa: E402
+
+WORDS = ("the a of and to in is was he she it they hate love good bad people dog cat house all are not you "
+         "we this that with for on my your our their very never always").split()
+CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-")
+
+
+def _tokenizer(vocab_file):
+    from transformers import BertTokenizerFast
+
+    params = inspect.signature(BertTokenizerFast.__init__).parameters
+    if "vocab" in params and "vocab_file" not in params:  # transformers 5
+        return BertTokenizerFast(vocab=str(vocab_file))
+    return BertTokenizerFast(vocab_file=str(vocab_file))
+
+
+def build_tiny(path, seed=0, invert=False):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + CHARS + ["##" + c for c in CHARS] + WORDS
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = _tokenizer(path / "vocab.txt")
+    tok.model_max_length = 512
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, num_labels=2, initializer_range=0.3)
+    model = BertForSequenceClassification(cfg).eval()
+    if invert:  # toxic label moved to index 0
+        with torch.no_grad():
+            model.classifier.weight.copy_(model.classifier.weight.flip(0))
+            model.classifier.bias.copy_(model.classifier.bias.flip(0))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def make_lines(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n):
+        k = int(min(rng.geometric(0.08), 120))
+        lines.append(" ".join(rng.choice(WORDS, size=k)))
+    lines += ["the " * 700, "she loves the dog!", "a", "zebra quixotic ünïcödé 東京 ☃", "x" * 300]
+    lines += [lines[i] for i in rng.integers(0, len(lines), size=60)]  # exact duplicates
+    order = rng.permutation(len(lines))
+    return [lines[i] for i in order]
+
+
+def reference(model, tok, lines):
+    """One line at a time, the plain transformers way."""
+    out = []
+    with torch.no_grad():
+        for line in lines:
+            enc = tok(line, truncation=True, max_length=512, return_tensors="pt")
+            out.append(torch.softmax(model(**enc).logits, dim=-1)[0, 1].item())
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny(tmp_path_factory.mktemp("tox") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    loc = tm.locate(str(tiny_dir), None, kind="model", option="--toxicity-model")
+    model = tm.load_model(loc)
+    tok = tm.load_tokenizer(tm.locate(str(tiny_dir), None, kind="tokenizer", option="--toxicity-tokenizer"))
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def lines_and_ref(tiny):
+    lines = make_lines()
+    return lines, reference(*tiny, lines)
+
+
+def options(model_dir, **kw):
+    extra = kw.pop("extra", {"toxicity_self_test": False})
+    return ScanOptions(toxicity_model=str(model_dir), toxicity_tokenizer=str(model_dir), device="cpu",
+                       extra=extra, **kw)
+
+
+# -- engine --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("budget,window,chunk,cache", [
+    (1, 1, 1, 0), (64, 5, 3, 0), (300, 37, 16, 1000), (513, 10_000, 64, 1000),
+    (2048, 100, 7, 0), (100_000, 10_000, 2048, 500_000), (96, 3, 2, 10),
+])
+def test_engine_matches_one_line_at_a_time(tiny, lines_and_ref, budget, window, chunk, cache):
+    lines, ref = lines_and_ref
+    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=budget, window_lines=window, tokenize_chunk=chunk,
+                         cache_lines=cache)
+    got = eng.score(lines)
+    assert got.dtype == np.float32 and got.shape == (len(lines),)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    again = eng.score(lines[::-1])  # cached (when on) and order restored
+    np.testing.assert_allclose(again, ref[::-1], atol=1e-5, rtol=0)
+    s = eng.stats()
+    assert s["lines"] == 2 * len(lines)
+    assert s["padded_tokens"] >= s["tokens"] > 0 and 0.0 <= s["padding_waste"] < 1.0
+    assert s["truncated_lines"] >= (1 if cache else 2)
+    if cache >= len(lines):
+        distinct = len(set(lines))
+        assert s["lines_scored"] == distinct
+        assert s["cache_hit_rate"] == pytest.approx((2 * len(lines) - distinct) / (2 * len(lines)))
+    elif cache == 0:
+        assert s["lines_scored"] == 2 * len(lines) and s["cache_hits"] == 0
+
+
+def test_engine_batches_are_sorted_and_budgeted(tiny, lines_and_ref):
+    lines, ref = lines_and_ref
+    seen = []
+    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=256, cache_lines=0)
+    real_forward = _Worker.forward
+
+    def spy(self, ids, mask):
+        seen.append(ids.shape)
+        return real_forward(self, ids, mask)
+
+    _Worker.forward = spy
+    try:
+        np.testing.assert_allclose(eng.score(lines), ref, atol=1e-5, rtol=0)
+    finally:
+        _Worker.forward = real_forward
+    widths = [w for _, w in seen]
+    assert widths == sorted(widths, reverse=True)  # longest first inside the (single) window
+    assert all(n * w <= 256 or n == 1 for n, w in seen)
+    assert eng.stats()["padding_waste"] < 0.25
+
+
+def test_engine_out_of_memory_halves_budget_and_loses_nothing(tiny, lines_and_ref, monkeypatch):
+    lines, ref = lines_and_ref
+    real_forward = _Worker.forward
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+
+    def flaky(self, ids, mask):
+        if ids.size > 700:
+            raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real_forward(self, ids, mask)
+
+    monkeypatch.setattr(_Worker, "forward", flaky)
+    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=4096, cache_lines=0)
+    eng.min_batch_tokens = 4096  # fill the budget, so the first batches are too big
+    got = eng.score(lines)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    s = eng.stats()
+    assert s["oom_retries"] > 0 and s["batch_tokens"] <= 700 and s["lines_scored"] == len(lines)
+
+    def always(self, ids, mask):
+        raise oom("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(_Worker, "forward", always)
+    with pytest.raises(RuntimeError, match="out of memory on a single line"):
+        ToxicityEngine(*tiny, device="cpu", batch_tokens=4096, cache_lines=0).score(["the dog"])
+
+
+def test_engine_other_errors_propagate(tiny, monkeypatch):
+    def broken(self, ids, mask):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(_Worker, "forward", broken)
+    with pytest.raises(ValueError, match="boom"):
+        ToxicityEngine(*tiny, device="cpu").score(["the dog"] * 50)
+
+
+def test_engine_odd_strings(tiny):
+    eng = ToxicityEngine(*tiny, device="cpu")
+    got = eng.score(["bad \ud800 surrogate", "", "ok"])
+    assert np.isfinite(got).all()
+    assert eng.score([]).shape == (0,)
+
+
+def test_line_cache_is_bounded_lru():
+    c = LineCache(3)
+    c.put_many([b"a", b"b", b"c"], np.array([0.1, 0.2, 0.3]))
+    assert c.get(b"a") == pytest.approx(0.1)  # a becomes most recent
+    c.put_many([b"d"], np.array([0.4]))
+    assert len(c) == 3 and c.get(b"b") is None and c.get(b"a") is not None
+    off = LineCache(0)
+    off.put_many([b"a"], np.array([1.0]))
+    assert len(off) == 0
+
+
+def test_device_resolution():
+    from llama_audit.analyzers.base import ConfigError
+    from llama_audit.analyzers.toxicity.engine import resolve_devices
+
+    assert [d.type for d in resolve_devices("cpu")] == ["cpu"]
+    if not torch.cuda.is_available():
+        assert [d.type for d in resolve_devices("auto")] == ["cpu"]
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_devices("cuda:0")
+    with pytest.raises(ConfigError):
+        resolve_devices("tpu")
+
+
+# -- analyzer ------------------------------------------------------------------------------------
+
+DOCS = [
+    "the dog hates the cat\n\nshe loves all people\n   \n",
+    "",
+    "  \n\t\n\r\n",
+    "they are bad " * 300,
+    "in scope? no\nthe dog",
+    "one line only",
+    "windows\r\nline endings\r\n",
+    "the dog hates the cat\nthe dog hates the cat\nzebra",
+]
+IN_SCOPE = np.array([True, True, True, True, False, True, True, True])
+
+
+def test_analyzer_annotates_per_document(tiny, tiny_dir):
+    an = ToxicityAnalyzer(options(tiny_dir))
+    an.setup()
+    batch = DocBatch("s.jsonl", np.arange(len(DOCS), dtype=np.int64), [f"d{i}" for i in range(len(DOCS))], DOCS)
+    cols = an.annotate(batch, BatchContext(IN_SCOPE, {}))
+    assert [f.name for f in an.fields()] == list(cols)
+    for f in an.fields():
+        assert cols[f.name].type == f.type and len(cols[f.name]) == len(DOCS)
+    mean, n, mx, frac = (cols[k].to_pylist() for k in ("toxicity_mean", "toxicity_lines", "toxicity_max",
+                                                       "toxicity_frac_ge_0_5"))
+    for i, text in enumerate(DOCS):
+        lines = document_lines(text)
+        if not IN_SCOPE[i] or not lines:
+            assert mean[i] is None and n[i] is None and mx[i] is None and frac[i] is None, i
+            continue
+        ref = reference(*tiny, lines)
+        assert n[i] == len(lines)
+        assert mean[i] == pytest.approx(ref.mean(), abs=1e-5)
+        assert mx[i] == pytest.approx(ref.max(), abs=1e-5)
+        assert frac[i] == pytest.approx((ref >= 0.5).mean(), abs=1e-6)
+    counts = an.fold(cols, BatchContext(IN_SCOPE, {}))
+    assert counts["documents_scored"] == sum(m is not None for m in mean)
+    assert counts["lines_scored"] == sum(x for x in n if x is not None)
+    stats = an.stats()
+    assert stats["lines"] == counts["lines_scored"] and stats["cache_hits"] >= 1  # the repeated line
+    an.close()
+
+
+def test_analyzer_sampling_is_deterministic(tiny_dir):
+    docs = [f"the dog {i}\nshe loves the cat" for i in range(200)]
+    ids = [f"doc-{i}" for i in range(200)]
+    batch = DocBatch("s", np.arange(200, dtype=np.int64), ids, docs)
+    scope = np.ones(200, dtype=bool)
+    scope[::10] = False
+    an = ToxicityAnalyzer(options(tiny_dir, toxicity_sample=0.3, seed=11))
+    cols = an.annotate(batch, BatchContext(scope, {}))  # sets itself up on first use
+    scored = np.array([m is not None for m in cols["toxicity_mean"].to_pylist()])
+    assert np.array_equal(scored, scope & sample_mask(ids, 11, 0.3))
+    assert 30 < scored.sum() < 90
+    # the same documents in another batch split give the same selection and values
+    half = DocBatch("s", np.arange(100, dtype=np.int64), ids[100:], docs[100:])
+    cols2 = an.annotate(half, BatchContext(scope[100:], {}))
+    assert cols2["toxicity_mean"].to_pylist() == cols["toxicity_mean"].to_pylist()[100:]
+    an.close()
+
+
+def test_analyzer_config_before_and_after_setup(tiny_dir):
+    an = ToxicityAnalyzer(options(tiny_dir, extra={"toxicity_self_test": {"margin": -1.0}}))
+    before = an.config()
+    assert before == an.config()  # deterministic
+    assert before["self_test"] == "on"
+    sha = before["sha256"]
+    assert set(sha["model"]) == {"config.json", "model.safetensors"}
+    assert "vocab.txt" in sha["tokenizer"] or "tokenizer.json" in sha["tokenizer"]
+    assert all(len(v) == 64 for part in sha.values() for v in part.values())
+    assert before["label_index"] == 1 and before["max_length"] == 512 and before["sample_rate"] == 1.0
+    an.setup()
+    assert an.config() == before  # the configuration (hashed into OUT) does not change with setup
+    assert an.stats()["self_test"]["status"] == "passed"  # the result goes to the run record
+    an.close()
+    skipped = ToxicityAnalyzer(options(tiny_dir))
+    assert skipped.config()["self_test"] == "off"
+
+
+# -- self-test -----------------------------------------------------------------------------------
+
+def test_self_test_catches_inverted_label(tiny, tiny_dir, tmp_path):
+    sentences = ["the dog hates the cat", "she loves all people", "they are very bad", "we never love you",
+                 "a good house", "the cat is not good", "our people are always good", "my dog"]
+    scores = reference(*tiny, sentences)
+    order = np.argsort(scores)
+    spec = {"benign": [sentences[i] for i in order[:4]], "toxic": [sentences[i] for i in order[4:]], "margin": 0.0}
+    assert scores[order[4:]].mean() > scores[order[:4]].mean()
+
+    ok = ToxicityAnalyzer(options(tiny_dir, extra={"toxicity_self_test": spec}))
+    ok.setup()
+    result = ok.stats()["self_test"]
+    assert result["status"] == "passed" and result["toxic_mean"] > result["benign_mean"]
+    ok.close()
+
+    inverted = build_tiny(tmp_path / "inverted", invert=True)
+    bad = ToxicityAnalyzer(options(inverted, extra={"toxicity_self_test": spec}))
+    with pytest.raises(ToxicitySelfTestError, match="self-test failed.*label"):
+        bad.setup()
+    # the same inverted model passes when the label index says where toxic is
+    fixed = ToxicityAnalyzer(options(inverted, extra={"toxicity_self_test": spec, "toxicity_label_index": 0}))
+    fixed.setup()
+    fixed.close()
+
+
+# -- finding the model ---------------------------------------------------------------------------
+
+def test_unavailable_reasons(tiny_dir, tmp_path, monkeypatch):
+    assert ToxicityAnalyzer.unavailable_reason(options(tiny_dir)) is None
+    missing = tmp_path / "no-such-model"
+    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model=str(missing), toxicity_tokenizer=str(tiny_dir)))
+    assert "does not exist" in r and "--toxicity-model" in r and str(missing) in r
+    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model=str(tiny_dir), toxicity_tokenizer=str(missing)))
+    assert "--toxicity-tokenizer" in r
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model=str(empty), toxicity_tokenizer=str(tiny_dir)))
+    assert "no weights" in r
+    monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path / "hf-cache"))
+    r = ToxicityAnalyzer.unavailable_reason(ScanOptions())
+    assert "tomh/toxigen_hatebert" in r and "llama-audit models fetch" in r and "--toxicity-model PATH" in r
+    an = ToxicityAnalyzer(ScanOptions(device="cpu"))
+    with pytest.raises(AnalyzerUnavailable, match="models fetch"):
+        an.setup()
+
+
+def test_cached_hub_id_is_found_offline(tiny_dir, tmp_path, monkeypatch):
+    """A hub id resolves from a Hugging Face cache layout without any network access."""
+    cache = tmp_path / "hub"
+    for repo, commit in (("org/tiny-tox", "a" * 40), ("org/tiny-tok", "b" * 40)):
+        root = cache / ("models--" + repo.replace("/", "--"))
+        (root / "refs").mkdir(parents=True)
+        (root / "refs" / "main").write_text(commit)
+        shutil.copytree(tiny_dir, root / "snapshots" / commit)
+    monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    opts = ScanOptions(toxicity_model="org/tiny-tox", toxicity_tokenizer="org/tiny-tok", device="cpu",
+                       extra={"toxicity_self_test": False})
+    assert ToxicityAnalyzer.unavailable_reason(opts) is None
+    an = ToxicityAnalyzer(opts)
+    cfg = an.config()
+    assert cfg["model_commit"] == "a" * 40 and cfg["tokenizer_commit"] == "b" * 40
+    an.setup()
+    cols = an.annotate(DocBatch("s", np.arange(1, dtype=np.int64), ["x"], ["the dog"]),
+                       BatchContext(np.ones(1, dtype=bool), {}))
+    assert cols["toxicity_lines"].to_pylist() == [1]
+    an.close()
+    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model="org/tiny-tox", toxicity_revision="v9",
+                                                        toxicity_tokenizer="org/tiny-tok"))
+    assert "revision v9" in r
+
+
+def test_tokenizer_model_mismatch_is_reported(tiny_dir, tmp_path):
+    from llama_audit.analyzers.base import ConfigError
+
+    big = tmp_path / "bigtok"
+    big.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(500)]
+    (big / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    _tokenizer(big / "vocab.txt").save_pretrained(big)
+    an = ToxicityAnalyzer(ScanOptions(toxicity_model=str(tiny_dir), toxicity_tokenizer=str(big), device="cpu",
+                                      extra={"toxicity_self_test": False}))
+    with pytest.raises(ConfigError, match="--toxicity-tokenizer"):
+        an.setup()
+
+
+def test_columns_are_arrow_nullable(tiny_dir):
+    an = ToxicityAnalyzer(options(tiny_dir))
+    cols = an.annotate(DocBatch("s", np.arange(2, dtype=np.int64), ["a", "b"], ["", "the dog"]),
+                       BatchContext(np.array([True, True]), {}))
+    assert cols["toxicity_mean"].null_count == 1
+    assert pa.table(cols).num_rows == 2
+    an.close()
+
+
+def test_scan_and_report_with_toxicity_through_the_cli(tiny_dir, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llama_audit.cli import app
+
+    corpus = tmp_path / "c" / "a.jsonl"
+    corpus.parent.mkdir()
+    corpus.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(
+        ["The weather is nice today.\nWe walked to the park.", "", "I like apples and pears.\n\n  \nok"])))
+    runner = CliRunner()
+    res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o"), "--quiet",
+                              "--analyzers", "toxicity", "--languages", "all", "--toxicity-model", str(tiny_dir),
+                              "--toxicity-tokenizer", str(tiny_dir), "--no-toxicity-self-test", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(runner.invoke(app, ["report", str(tmp_path / "o"), "--format", "json"]).stdout)
+    tox = report["toxicity"]
+    assert tox["documents_scored"] == 2 and len(tox["histogram"]["counts"]) == 100
+    assert sum(tox["histogram"]["counts"]) == 2 and 0.0 <= tox["pct_ge_0_5"] <= 100.0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["runs"][-1]["analyzer_stats"]["toxicity"]["lines"] >= 4
+
+
+def test_missing_model_default_scan_skips_explicit_scan_fails(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llama_audit.cli import app
+
+    corpus = tmp_path / "c" / "a.jsonl"
+    corpus.parent.mkdir()
+    corpus.write_text(json.dumps({"text": "Hello there, general."}) + "\n")
+    runner = CliRunner()
+    missing = str(tmp_path / "no-model")
+    res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o1"), "--quiet",
+                              "--toxicity-model", missing])
+    assert res.exit_code == 0 and "skipping analyzer 'toxicity'" in res.output
+    report = json.loads(runner.invoke(app, ["report", str(tmp_path / "o1"), "--format", "json"]).stdout)
+    assert report["toxicity"]["status"] == "skipped" and missing in report["toxicity"]["reason"]
+    res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o2"), "--quiet",
+                              "--analyzers", "toxicity", "--toxicity-model", missing])
+    assert res.exit_code == 2 and "cannot run" in res.output and not (tmp_path / "o2").exists()
