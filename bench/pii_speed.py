@@ -43,9 +43,16 @@ def pin_one_core() -> str:
     return "not pinned (no sched_setaffinity here); Arrow limited to 1 thread"
 
 
+def _open(path: Path):
+    """Plain or gzipped JSON lines."""
+    import gzip
+
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
 def read_pass(path: Path, field: str) -> int:
     nbytes = 0
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         for line in fh:
             if line.strip():
                 text = orjson.loads(line).get(field)
@@ -56,7 +63,9 @@ def read_pass(path: Path, field: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("corpus", type=Path, help="a jsonl file of documents (e.g. a web sample)")
+    ap.add_argument("corpus", type=Path, nargs="?",
+                    default=Path(__file__).resolve().parent.parent / "examples/web_samples/part-00000.jsonl.gz",
+                    help="a .jsonl or .jsonl.gz file of documents (default: a bundled web sample shard)")
     ap.add_argument("--field", default="text")
     ap.add_argument("--min-mb", type=float, default=8.0)
     ap.add_argument("--batch-size", type=int, default=1024)
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pinned = pin_one_core()
     texts_once: list[str] = []
-    with open(args.corpus, "rb") as fh:
+    with _open(args.corpus) as fh:
         for line in fh:
             if line.strip():
                 text = orjson.loads(line).get(args.field)
