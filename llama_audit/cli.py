@@ -76,7 +76,8 @@ class ProgressHooks:
                 mb = task.completed / 1e6
                 docs = self.hooks.docs
                 rate = f"{docs / secs:,.0f} docs/s {mb / secs:.1f} MB/s" if secs > 0 else ""
-                return Text(f"{docs:,} docs {mb:,.1f}/{(task.total or 0) / 1e6:,.1f} MB {rate}")
+                # bytes are of the input files as stored (compressed for .gz/.zst): the ETA's basis
+                return Text(f"{docs:,} docs {mb:,.1f}/{(task.total or 0) / 1e6:,.1f} MB of files {rate}")
 
         self.progress = Progress(TextColumn("scan"), BarColumn(), Rates(self), TimeElapsedColumn(),
                                  TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False)
