@@ -97,10 +97,11 @@ def choose_analyzers(requested: Sequence[str] | None, options: ScanOptions,
         run.append(cls.name)
     classes = [load_class(n) for n in run]
     if any(c.scoped for c in classes) and not options.gate_all and "language" not in run:
-        if explicit and "language" in skipped:
-            raise ConfigError(f"the language gate needs the language analyzer: {skipped['language']}")
-        if load_class("language").unavailable_reason(options) is None:
-            run.insert(0, "language")
+        reason = skipped.get("language") or load_class("language").unavailable_reason(options)
+        if reason:  # never report a silently empty scope
+            raise ConfigError(f"--languages {','.join(options.languages)} needs the language analyzer, "
+                              f"which cannot run: {reason}; fix that or pass --languages all")
+        run.insert(0, "language")
     if "language" in run:  # the gate is computed from it: it runs first
         run.remove("language")
         run.insert(0, "language")

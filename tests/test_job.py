@@ -152,3 +152,9 @@ def test_unknown_analyzer_is_a_config_error(tmp_path, make_jsonl):
     corpus(make_jsonl)
     with pytest.raises(ConfigError, match="unknown analyzer 'nope'"):
         run_scan(req(tmp_path, analyzers=["nope"]))
+
+
+def test_language_gate_without_language_model_is_an_error(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    with pytest.raises(ConfigError, match="needs the language analyzer.*--languages all"):
+        run_scan(req(tmp_path, analyzers=None, options=ScanOptions(lid_model=str(tmp_path / "missing.bin"))))
