@@ -30,11 +30,13 @@ def test_fast_path_tokens_equal_the_reference_tokenizer():
     import random
 
     rng = random.Random(7)
-    alphabet = list("abcXYZ019 _-'.,\n\t") + ["\u2019", "\u201c", "\u2014", "\u2026", "\xa0", "é", "ß", "ﬁ", "Ｓ", "İ", "\u00b7", "中"]
+    alphabet = list("abcXYZ019 _-'.,\n\t") + ["\u2019", "\u201c", "\u2014", "\u2026", "\xa0", "é", "ß", "ﬁ", "Ｓ", "İ", "\u00b7", "中",
+                                          "™", "²", "①", "½", "£", "©", "■", "\u0301", "\ufffd", "\u200b", "㎏", "ﬀ", "Å",
+                                          "\u0385", "ǅ", "ⅷ", "\u1100", "\u1161"]
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
-    texts += ["She’s here — “they” said…", "plain ascii text, with_underscores and CAPS"]
+    texts += ["Brand™ costs £5 © 2020 ■ x²", "She’s here — “they” said…", "plain ascii text, with_underscores and CAPS"]
     tb = TokenizedBatch(texts)
     for i, t in enumerate(texts):
         toks = [x.decode() if isinstance(x, bytes) else x for x in tb.tokens[i]]
         assert toks == tokenize(t), t
-    assert tb.is_bytes[-1] and tb.is_bytes[-2]
+    assert tb.is_bytes[-1] and tb.is_bytes[-2] and tb.is_bytes[-3]
