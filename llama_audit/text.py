@@ -28,54 +28,21 @@ def term_key(term: str) -> str:
 
 
 # ASCII fast path. For ASCII text NFKC is the identity, casefold is lower(), and [^\W_]+ tokens
-# are the runs of [a-z0-9]; bytes.translate + split finds them without a regex.
-#
-# Most English web text is ASCII but for a few symbols (curly quotes, dashes, £, ©, ™, ...). Each
-# distinct non-ASCII character c is replaced by NFKC(c).casefold() when that is ASCII (™ -> "tm",
-# ﬁ -> "fi", ß -> "ss"), or by a space when c is not a word character and does not become one
-# (’ — £ © ■ …): a non-word character for another one changes no token. Without combining marks
-# nothing composes across characters, so the result is exactly NFKC(text).casefold() up to
-# non-word characters. Any other character (é, 中, a combining mark) sends the document to the
-# regex path. Decisions are cached per character.
+# are the runs of [a-z0-9]; bytes.translate + split finds them without a regex. These common
+# non-word characters are replaced by spaces first (a non-word character for another one changes
+# no token), so most English web text takes the fast path.
 _ASCII_TABLE = bytes((c + 32 if 65 <= c <= 90 else c) if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122) else 32
                      for c in range(256))
-_COMMON = ("\u2019", "\u2018", "\u201c", "\u201d", "\u2013", "\u2014", "\u2026", "\xa0")
-_CHAR_MAP: dict[str, str | None] = {}
-
-
-def _ascii_replacement(ch: str) -> str | None:
-    r = _CHAR_MAP.get(ch, "")
-    if r != "":
-        return r
-    if unicodedata.combining(ch) or unicodedata.category(ch).startswith("M"):
-        r = None
-    else:
-        n = unicodedata.normalize("NFKC", ch).casefold()
-        if n.isascii():
-            r = n
-        elif not TOKEN_RE.search(n):
-            r = " "
-        else:
-            r = None
-    if len(_CHAR_MAP) < 65536:
-        _CHAR_MAP[ch] = r
-    return r
+_NONWORD_PUNCT = ("\u2019", "\u2018", "\u201c", "\u201d", "\u2013", "\u2014", "\u2026", "\xa0", "\u00b7", "\u2022")
 
 
 def _fast_ascii(text: str) -> str | None:
-    """``text`` made ASCII without changing its tokens, or None when that is not possible."""
-    if text.isascii():
-        return text
-    for ch in _COMMON:
-        if ch in text:
-            text = text.replace(ch, " ")
-    if text.isascii():
-        return text
-    for ch in {c for c in text if c > "\x7f"}:
-        r = _ascii_replacement(ch)
-        if r is None:
+    if not text.isascii():
+        for ch in _NONWORD_PUNCT:
+            if ch in text:
+                text = text.replace(ch, " ")
+        if not text.isascii():
             return None
-        text = text.replace(ch, r)
     return text
 
 
