@@ -1,7 +1,8 @@
 """Command line: thin — parses options and delegates (scan -> job, report -> report, ...).
 
 Exit codes: 0 success; 1 finished but some shards failed (see the manifest); 2 usage or
-configuration error, or a bad record under --strict; 130 interrupted (rerun to resume).
+configuration error, or a bad record under --strict; 130 interrupted (rerun to resume);
+141 stdout was closed by its reader (e.g. ``| head``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 err = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_FAILED_SHARDS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PIPE_CLOSED = 141  # as a process killed by SIGPIPE: the reader of stdout went away
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit flush does not raise on a closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _version(value: bool) -> None:
@@ -138,6 +151,7 @@ def scan(
     """Scan a corpus: annotate every document and write additive partial summaries (resumable)."""
     from llama_audit.analyzers.base import ConfigError, ScanOptions
     from llama_audit.corpus import UnsupportedFormat
+    from llama_audit.emit import EmitClosed
     from llama_audit.job import ScanRequest, run_scan
     from llama_audit.scan import ReadOptions, StrictError
 
@@ -177,6 +191,11 @@ def scan(
         hooks.stop()
         err.print("interrupted: finished shards are kept; rerun the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED)
+    except EmitClosed:
+        hooks.stop()
+        _silence_stdout()
+        err.print("stdout was closed: scan stopped; finished shards are kept; rerun to resume")
+        raise typer.Exit(EXIT_PIPE_CLOSED)
     if not quiet:
         state = "summary written" if result.summary_written else "summary pending (shards left)"
         err.print(f"{result.documents:,} documents, {result.bad_records:,} bad records, "
@@ -299,7 +318,11 @@ _mount_optional()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `report ... | head`: stop quietly, like any Unix filter
+        _silence_stdout()
+        sys.exit(EXIT_PIPE_CLOSED)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ import orjson
 import pyarrow as pa
 
 
+class EmitClosed(Exception):
+    """The reader of stdout went away (``| head``): the scan stops; finished shards are kept."""
+
+
 class JsonlEmitter:
     def __init__(self, stream: BinaryIO):
         self.stream = stream
@@ -17,5 +21,8 @@ class JsonlEmitter:
     def __call__(self, table: pa.Table) -> None:
         lines = [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) for row in table.to_pylist()]
         if lines:
-            self.stream.write(b"\n".join(lines) + b"\n")
-            self.stream.flush()
+            try:
+                self.stream.write(b"\n".join(lines) + b"\n")
+                self.stream.flush()
+            except BrokenPipeError:
+                raise EmitClosed() from None

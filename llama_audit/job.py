@@ -182,6 +182,10 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
                 hooks.shard_finished(outcome)
     except AnalyzerUnavailable as exc:
         raise ConfigError(str(exc)) from None
+    except BaseException:  # interrupted (Ctrl-C, --strict, stdout closed): record what is finished
+        hooks.stop()
+        write_manifest(out, shards, config, chash, req, time.perf_counter() - t0)
+        raise
     finally:
         hooks.stop()
         stats = {a.name: a.stats() for a in analyzers if callable(getattr(a, "stats", None))}

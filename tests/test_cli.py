@@ -86,3 +86,19 @@ def test_merge_after_slices(tmp_path):
         assert res.exit_code == 0
     res = invoke("merge", tmp_path / "o")
     assert res.exit_code == 0 and "4 of 4 shards done" in res.output
+
+
+def test_emit_into_a_closed_pipe_stops_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "llama_audit.cli", "scan", str(EXAMPLES), "--out", str(tmp_path / "o"),
+                             "--emit", "jsonl", "--quiet", "--analyzers", "language", "--batch-docs", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, like `| head -1`
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "stdout was closed" in stderr
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["shards"]} <= {"done", "pending"}

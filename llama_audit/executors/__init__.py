@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 from llama_audit.analyzers.base import ScanOptions
 from llama_audit.corpus import Shard
+from llama_audit.emit import EmitClosed
 from llama_audit.scan import ReadOptions, ShardFailed, StrictError, scan_shard
 from llama_audit.store import OutDir
 
@@ -29,7 +30,7 @@ def _scan_one(shard, analyzers, options, out, read, strict, progress, config_has
                                    progress=progress, config_hash=config_hash, emit=emit))
     except ShardFailed as exc:
         return ("failed", shard.key, str(exc))
-    except (StrictError, KeyboardInterrupt):
+    except (StrictError, KeyboardInterrupt, EmitClosed):
         raise
     except Exception as exc:  # an analyzer bug must not take the other shards down
         return ("failed", shard.key, f"{shard.rel}: {type(exc).__name__}: {str(exc)[:300]}")
