@@ -163,6 +163,7 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     todo = [s for s in mine if not out.is_done(s.key)]
     hooks.start(sum(s.size for s in todo), len(todo), len(mine) - len(todo))
     failed: dict[str, str] = {}
+    worker_stats: dict[int, dict] = {}
     ran = 0
     try:
         if todo:
@@ -174,6 +175,9 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
                                      progress=hooks.advance, config_hash=chash, emit=req.emitter)
             for outcome in outcomes:
                 ran += 1
+                if outcome and isinstance(outcome[-1], tuple) and outcome[-1][:1] == ("worker",):
+                    worker_stats[outcome[-1][1]] = outcome[-1][2]
+                    outcome = outcome[:-1]
                 if outcome[0] == "failed":
                     failed[outcome[1]] = outcome[2]
                     atomic_write_json(out.root / "errors" / f"{outcome[1]}.json", {"key": outcome[1], "error": outcome[2]})
@@ -188,7 +192,8 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
         raise
     finally:
         hooks.stop()
-        stats = {a.name: a.stats() for a in analyzers if callable(getattr(a, "stats", None))}
+        stats = ({f"worker {pid}": st for pid, st in sorted(worker_stats.items())} if worker_stats else
+                 {a.name: a.stats() for a in analyzers if callable(getattr(a, "stats", None))})
         for a in analyzers:
             a.close()
     manifest = write_manifest(out, shards, config, chash, req, time.perf_counter() - t0, stats)

@@ -138,6 +138,8 @@ def test_workers_pool_equals_in_process(tmp_path, make_jsonl):
     run_scan(req(tmp_path, out=str(tmp_path / "one")))
     res = run_scan(req(tmp_path, out=str(tmp_path / "pool"), workers=2))
     assert res.exit_code == 0 and res.shards_run == 4
+    stats = json.loads((tmp_path / "pool/manifest.json").read_text())["runs"][-1]["analyzer_stats"]
+    assert stats and all(k.startswith("worker ") and "language" in v for k, v in stats.items())
     assert (tmp_path / "pool/summary/counts.parquet").read_bytes() == (tmp_path / "one/summary/counts.parquet").read_bytes()
 
 
@@ -158,3 +160,12 @@ def test_language_gate_without_language_model_is_an_error(tmp_path, make_jsonl):
     corpus(make_jsonl)
     with pytest.raises(ConfigError, match="needs the language analyzer.*--languages all"):
         run_scan(req(tmp_path, analyzers=None, options=ScanOptions(lid_model=str(tmp_path / "missing.bin"))))
+
+
+def test_pool_worker_setup_failure_is_a_config_error(tmp_path, make_jsonl, monkeypatch):
+    corpus(make_jsonl, shards=2)
+    bad = tmp_path / "lid.bin"
+    bad.write_bytes(b"not a fasttext model")
+    with pytest.raises(ConfigError, match="lid.bin"):
+        run_scan(req(tmp_path, analyzers=["language"], workers=2,
+                     options=ScanOptions(languages=("all",), lid_model=str(bad), lid_engine="fastlid")))

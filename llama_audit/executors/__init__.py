@@ -5,17 +5,19 @@
 - Slurm-style slices are a selection of shards (``--num-shards N --shard-index I``) made by the
   job planner; their partials are combined later by ``merge``/``report``.
 
-Each returns per-shard outcomes: ``("done", record)`` or ``("failed", key, message)``.
+Each returns per-shard outcomes: ``("done", record)`` or ``("failed", key, message)``; pool
+outcomes end with ``("worker", pid, stats)``, that worker's cumulative analyzer statistics.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterator, Sequence
 
-from llama_audit.analyzers.base import ScanOptions
+from llama_audit.analyzers.base import AnalyzerUnavailable, ScanOptions
 from llama_audit.corpus import Shard
 from llama_audit.emit import EmitClosed
 from llama_audit.scan import ReadOptions, ShardFailed, StrictError, scan_shard
@@ -52,15 +54,21 @@ _WORKER: dict = {}
 def _init_worker(names, options, out_root, read, strict, config_hash, progress_queue) -> None:
     from llama_audit.analyzers.registry import resolve_order
 
-    analyzers = [cls(options) for cls in resolve_order(names)]
-    for a in analyzers:
-        a.setup()
+    try:
+        analyzers = [cls(options) for cls in resolve_order(names)]
+        for a in analyzers:
+            a.setup()
+    except Exception as exc:  # reported with the first shard, as a one-line error
+        _WORKER["setup_error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AnalyzerUnavailable) else str(exc)
+        return
     _WORKER.update(analyzers=analyzers, options=options, out=OutDir(out_root), read=read, strict=strict,
                    config_hash=config_hash, queue=progress_queue)
 
 
 def _worker_scan(shard: Shard) -> Outcome:
     w = _WORKER
+    if "setup_error" in w:
+        return ("setup_failed", shard.key, w["setup_error"])
     q = w["queue"]
     pending = [0, 0]
 
@@ -72,8 +80,11 @@ def _worker_scan(shard: Shard) -> Outcome:
             pending[0] = pending[1] = 0
 
     try:
-        return _scan_one(shard, w["analyzers"], w["options"], w["out"], w["read"], w["strict"], progress,
-                         w["config_hash"])
+        outcome = _scan_one(shard, w["analyzers"], w["options"], w["out"], w["read"], w["strict"], progress,
+                            w["config_hash"])
+        # this worker's cumulative engine counters ride along, for the manifest's run record
+        stats = {a.name: a.stats() for a in w["analyzers"] if callable(getattr(a, "stats", None))}
+        return outcome + (("worker", os.getpid(), stats),)
     except StrictError as exc:
         return ("strict", shard.key, str(exc))
     finally:
@@ -96,10 +107,12 @@ def run_pool(shards: Sequence[Shard], names: list[str], options: ScanOptions, ou
                 _drain(progress_queue, progress)
                 for fut in done:
                     outcome = fut.result()
-                    if outcome[0] == "strict":
+                    if outcome[0] in ("strict", "setup_failed"):
                         for f in pending:
                             f.cancel()
-                        raise StrictError(outcome[2])
+                        if outcome[0] == "strict":
+                            raise StrictError(outcome[2])
+                        raise AnalyzerUnavailable(outcome[2])
                     yield outcome
             _drain(progress_queue, progress)
         except BaseException:
