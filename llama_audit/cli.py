@@ -138,7 +138,10 @@ def scan(
     toxicity_self_test: bool = typer.Option(True, help="Check before scanning that toxic sentences outscore benign ones."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (toxicity)."),
     seed: int = typer.Option(0, help="Seed of the deterministic toxicity sample."),
-    workers: int = typer.Option(1, help="Local worker processes (shards run in parallel)."),
+    workers: int = typer.Option(1, help="Local worker processes (shards run in parallel); with --executor ray "
+                                        "and no --ray-address, the CPUs of the local Ray instance."),
+    executor: str = typer.Option("local", help="local (this machine) | ray (a Ray cluster sharing OUT's file system)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     num_shards: int = typer.Option(1, help="Split the shard list into N slices (Slurm array size)."),
     shard_index: int = typer.Option(0, help="Which slice this process runs (Slurm array index)."),
     batch_docs: Optional[int] = typer.Option(None, help="Documents per batch (default 1024; 8192 when toxicity runs, to fill the GPU)."),
@@ -173,7 +176,7 @@ def scan(
                       read=ReadOptions(text_field=text_field, id_field=id_field,
                                        batch_docs=max(1, batch_docs) if batch_docs else None),
                       strict=strict, overwrite=overwrite, skip_unknown=skip_unknown, workers=max(1, workers),
-                      num_shards=num_shards, shard_index=shard_index)
+                      num_shards=num_shards, shard_index=shard_index, executor=executor, ray_address=ray_address)
     hooks = ProgressHooks(quiet)
     if emit == "jsonl":
         from llama_audit.emit import JsonlEmitter

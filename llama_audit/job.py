@@ -37,6 +37,8 @@ class ScanRequest:
     num_shards: int = 1
     shard_index: int = 0
     emitter: Callable | None = None  # scan --emit jsonl: receives each annotated batch (one process)
+    executor: str = "local"  # local (in-process, or a process pool with workers > 1) | ray
+    ray_address: str | None = None
 
 
 @dataclasses.dataclass
@@ -157,8 +159,10 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     out.prepare(config, overwrite=req.overwrite)
     chash = config_hash(config)
 
-    if req.emitter is not None and req.workers > 1:
-        raise ConfigError("--emit jsonl streams from one process: drop --workers")
+    if req.executor not in ("local", "ray"):
+        raise ConfigError(f"--executor takes local or ray (got {req.executor!r})")
+    if req.emitter is not None and (req.workers > 1 or req.executor == "ray"):
+        raise ConfigError("--emit jsonl streams from one process: drop --workers / --executor ray")
     mine = select_slice(shards, req.num_shards, req.shard_index)
     todo = [s for s in mine if not out.is_done(s.key)]
     hooks.start(sum(s.size for s in todo), len(todo), len(mine) - len(todo))
@@ -167,7 +171,15 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     ran = 0
     try:
         if todo:
-            if req.workers > 1 and len(todo) > 1:
+            if req.executor == "ray":
+                from llama_audit.executors.ray import run_ray
+
+                outcomes = run_ray(todo, names, req.options, out, req.read, strict=req.strict, progress=hooks.advance,
+                                   config_hash=chash, address=req.ray_address,
+                                   num_cpus=req.workers if req.workers > 1 else None,
+                                   gpus_per_task=1.0 if "toxicity" in names and req.options.device != "cpu"
+                                   and _cuda_available() else 0.0)
+            elif req.workers > 1 and len(todo) > 1:
                 outcomes = run_pool(todo, names, req.options, out, req.read, workers=min(req.workers, len(todo)),
                                     strict=req.strict, progress=hooks.advance, config_hash=chash)
             else:
@@ -261,6 +273,14 @@ def write_manifest(out: OutDir, shards: Sequence[Shard] | None, config: dict, ch
     }
     atomic_write_json(out.manifest_path, manifest)
     return manifest
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def _jsonable(obj):

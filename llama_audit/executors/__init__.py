@@ -2,6 +2,7 @@
 
 - ``run_local``: in this process, shard after shard.
 - ``run_pool``: a local process pool (``--workers N``); each worker loads the analyzers once.
+- ``run_ray`` (executors/ray.py): shards as Ray tasks on a cluster sharing the OUT file system.
 - Slurm-style slices are a selection of shards (``--num-shards N --shard-index I``) made by the
   job planner; their partials are combined later by ``merge``/``report``.
 
@@ -73,6 +74,8 @@ def _worker_scan(shard: Shard) -> Outcome:
     pending = [0, 0]
 
     def progress(docs: int, nbytes: int) -> None:
+        if q is None:  # Ray: progress is reported per finished shard by the driver
+            return
         pending[0] += docs
         pending[1] += nbytes
         if pending[1] >= (1 << 20) or pending[0] >= 4096:
@@ -88,7 +91,7 @@ def _worker_scan(shard: Shard) -> Outcome:
     except StrictError as exc:
         return ("strict", shard.key, str(exc))
     finally:
-        if any(pending):
+        if q is not None and any(pending):
             q.put(tuple(pending))
 
 
