@@ -20,8 +20,13 @@ from llama_audit.store import OutDir
 def _scan_task(shard: Shard, init_args: tuple):
     from llama_audit import executors
 
-    if not executors._WORKER:
+    # a Ray worker process outlives one scan: (re)load the analyzers when the scan changes
+    if executors._WORKER.get("init_args") != init_args:
+        for a in executors._WORKER.get("analyzers", []):
+            a.close()
+        executors._WORKER.clear()
         executors._init_worker(*init_args, None)
+        executors._WORKER["init_args"] = init_args
     return executors._worker_scan(shard)
 
 
