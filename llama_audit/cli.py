@@ -295,6 +295,51 @@ def filter_cmd(
     raise typer.Exit(res.exit_code)
 
 
+@app.command("estimate")
+def estimate_cmd(
+    corpus: List[str] = typer.Argument(..., help="Corpus files, directories or globs."),
+    analyzers: Optional[str] = typer.Option(None, help="Comma-separated analyzers (default: all available)."),
+    languages: str = typer.Option("en", help="Language scope, as for scan."),
+    sample_mb: float = typer.Option(8.0, help="MB of text to time the analyzers on."),
+    workers: int = typer.Option(1, help="Project the time for this many parallel workers too."),
+    text_field: str = typer.Option("text", help="Field holding the document text."),
+    skip_unknown: bool = typer.Option(False, help="Skip files of unknown type."),
+) -> None:
+    """Time the analyzers on a sample of the corpus and project how long a full scan takes here."""
+    from llama_audit.analyzers.base import ConfigError, ScanOptions
+    from llama_audit.corpus import UnsupportedFormat
+    from llama_audit.estimate import estimate
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+    try:
+        est = estimate(corpus, analyzers=_split(analyzers), options=ScanOptions(languages=tuple(_split(languages) or ["en"])),
+                       sample_mb=sample_mb, text_field=text_field, skip_unknown=skip_unknown, warn=warn)
+    except (ConfigError, UnsupportedFormat, FileNotFoundError) as exc:
+        fail(str(exc).strip("'\""))
+    print(f"corpus: {est.shards:,} shard(s), {est.file_bytes / 1e9:,.3f} GB on disk, "
+          f"~{est.text_bytes_projected / 1e9:,.3f} GB of text (sample ratio {est.sample_text_bytes / max(est.sample_file_bytes, 1):.2f})")
+    print(f"sample: {est.sample_documents:,} documents, {est.sample_text_bytes / 1e6:,.1f} MB of text")
+    for name in est.analyzers:
+        spm = est.seconds_per_mb[name]
+        print(f"  {name:12s} {1 / spm if spm else float('inf'):8.1f} MB/s per core")
+    total = est.seconds_per_mb["total"]
+    print(f"  {'all':12s} {1 / total if total else float('inf'):8.1f} MB/s per core (reading and writing not included)")
+    print(f"projected analysis time: {_duration(est.hours(1) * 3600)} on one core" +
+          (f", {_duration(est.hours(workers) * 3600)} with {workers} workers" if workers > 1 else ""))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 @app.command("analyzers")
 def list_analyzers() -> None:
     """List the analyzers (built-in and installed plugins) and whether they can run here."""

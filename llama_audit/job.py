@@ -241,7 +241,8 @@ def write_manifest(out: OutDir, shards: Sequence[Shard] | None, config: dict, ch
         err_path = out.root / "errors" / f"{item['key']}.json"
         if rec is not None and rec.get("config_hash", chash) == chash:
             entry = {**item, "status": "done", **{k: rec[k] for k in ("documents", "bad_records", "bad_samples",
-                                                                      "seconds", "fingerprint", "mtime_ns")}}
+                                                                      "seconds", "fingerprint", "mtime_ns")},
+                     "analyzer_seconds": rec.get("analyzer_seconds", {})}
             docs += rec["documents"]
             bad += rec["bad_records"]
             done_keys.append(item["key"])

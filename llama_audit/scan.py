@@ -77,8 +77,9 @@ def language_gate(lang: pa.Array | None, options: ScanOptions, n: int) -> np.nda
 
 
 def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanOptions,
-                  counts: dict[str, Counter]) -> pa.Table:
-    """Run every analyzer on one batch; fold their counts into ``counts``; return the annotation rows."""
+                  counts: dict[str, Counter], timings: dict[str, float] | None = None) -> pa.Table:
+    """Run every analyzer on one batch; fold their counts into ``counts``; return the annotation rows.
+    ``timings`` (optional) accumulates seconds per analyzer."""
     n = len(batch)
     chars = pa.array([len(t) for t in batch.texts], pa.int64())
     columns: dict[str, pa.Array] = {
@@ -97,6 +98,7 @@ def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanO
         if a.scoped and gate is None:
             in_scope = np.zeros(n, dtype=bool)  # resolve_analyzers orders language first
         ctx = BatchContext(in_scope=in_scope, columns=columns)
+        t0 = time.perf_counter()
         new = a.annotate(batch, ctx)
         for f in a.fields():
             col = new.get(f.name)
@@ -105,6 +107,8 @@ def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanO
             if not col.type.equals(f.type):
                 new[f.name] = col.cast(f.type)
         counts.setdefault(a.name, Counter()).update(a.fold(new, ctx))
+        if timings is not None:
+            timings[a.name] = timings.get(a.name, 0.0) + time.perf_counter() - t0
         columns.update(new)
         if a.name == "language" and gate is None:
             gate = language_gate(columns["lang"], options, n)
@@ -128,6 +132,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
     counts: dict[str, Counter] = {"corpus": Counter()}
     bad_samples: list[dict] = []
     bad_total = 0
+    timings: dict[str, float] = {}
     last_pos = 0
     docs = 0
     try:
@@ -141,7 +146,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
                 if len(bad_samples) < MAX_BAD_SAMPLES:
                     bad_samples.append({"row": rec.row, "reason": rec.reason, "detail": rec.detail})
             if batch is not None and len(batch):
-                table = analyze_batch(batch, analyzers, options, counts).cast(schema)
+                table = analyze_batch(batch, analyzers, options, counts, timings).cast(schema)
                 writer.write(table)
                 if emit is not None:
                     emit(table)
@@ -166,6 +171,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
         "size": shard.size, "mtime_ns": shard.mtime_ns, "fingerprint": fp,
         "documents": docs, "bad_records": bad_total, "bad_samples": bad_samples,
         "seconds": round(time.perf_counter() - t0, 3), "config_hash": config_hash, "pid": os.getpid(),
+        "analyzer_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
     atomic_write_json(out.done_path(shard.key), record)
     return record
