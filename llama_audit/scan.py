@@ -88,15 +88,17 @@ def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanO
         "row": pa.array(batch.rows, pa.int64()),
         "chars": chars,
     }
-    gate = language_gate(None, options, n) if options.gate_all else None
+    # the language gate; None until the language analyzer has run (choose_analyzers runs it first)
+    gate = np.ones(n, dtype=bool) if options.gate_all else None
     corpus = counts.setdefault("corpus", Counter())
     corpus["documents"] += n
     corpus["chars"] += int(pc.sum(chars).as_py() or 0)
     corpus["bytes"] += sum(len(t.encode("utf-8", "surrogatepass")) for t in batch.texts)
     for a in analyzers:
-        in_scope = gate if gate is not None else np.ones(n, dtype=bool)
-        if a.scoped and gate is None:
-            in_scope = np.zeros(n, dtype=bool)  # resolve_analyzers orders language first
+        if gate is not None:
+            in_scope = gate
+        else:  # before language: scoped analyzers would see an empty scope (never happens via a job)
+            in_scope = np.zeros(n, dtype=bool) if a.scoped else np.ones(n, dtype=bool)
         ctx = BatchContext(in_scope=in_scope, columns=columns)
         t0 = time.perf_counter()
         new = a.annotate(batch, ctx)
