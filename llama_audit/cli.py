@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 finished but some shards failed (see the manifest); 2 usage or
 configuration error, or a bad record under --strict; 130 interrupted (rerun to resume);
-141 stdout was closed by its reader (e.g. ``| head``).
+141 the reader of ``scan --emit jsonl`` closed stdout (e.g. ``| head``).
 """
 
 from __future__ import annotations
@@ -138,13 +138,13 @@ def scan(
     toxicity_self_test: bool = typer.Option(True, help="Check before scanning that toxic sentences outscore benign ones."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (toxicity)."),
     seed: int = typer.Option(0, help="Seed of the deterministic toxicity sample."),
-    workers: int = typer.Option(1, help="Local worker processes (shards run in parallel); with --executor ray "
+    workers: int = typer.Option(1, min=1, help="Local worker processes (shards run in parallel); with --executor ray "
                                         "and no --ray-address, the CPUs of the local Ray instance."),
     executor: str = typer.Option("local", help="local (this machine) | ray (a Ray cluster sharing OUT's file system)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
-    num_shards: int = typer.Option(1, help="Split the shard list into N slices (Slurm array size)."),
-    shard_index: int = typer.Option(0, help="Which slice this process runs (Slurm array index)."),
-    batch_docs: Optional[int] = typer.Option(None, help="Documents per batch (default 1024; 8192 when toxicity runs, to fill the GPU)."),
+    num_shards: int = typer.Option(1, min=1, help="Split the shard list into N slices (Slurm array size)."),
+    shard_index: int = typer.Option(0, min=0, help="Which slice this process runs (Slurm array index)."),
+    batch_docs: Optional[int] = typer.Option(None, min=1, help="Documents per batch (default 1024; 8192 when toxicity runs, to fill the GPU)."),
     strict: bool = typer.Option(False, help="Stop at the first bad record (exit code 2)."),
     overwrite: bool = typer.Option(False, help="Discard an OUT written with another configuration."),
     skip_unknown: bool = typer.Option(False, help="Skip files of unknown type with a warning instead of failing."),
@@ -160,7 +160,9 @@ def scan(
 
     if emit not in (None, "jsonl"):
         fail("--emit takes 'jsonl'")
-    langs = tuple(_split(languages) or ["en"])
+    langs = tuple(code.lower() for code in (_split(languages) or ["en"]))
+    if not 0.0 < toxicity_sample <= 1.0:
+        fail(f"--toxicity-sample must be in (0, 1], got {toxicity_sample}")
     extra = {} if toxicity_self_test else {"toxicity_self_test": False}
     if pronoun_lexicon:
         extra["pronoun_lexicon"] = pronoun_lexicon
@@ -199,6 +201,9 @@ def scan(
         _silence_stdout()
         err.print("stdout was closed: scan stopped; finished shards are kept; rerun to resume")
         raise typer.Exit(EXIT_PIPE_CLOSED)
+    if result.documents == 0 and result.bad_records:
+        err.print(f"[yellow]warning:[/] no document was read: all {result.bad_records:,} records are bad "
+                  f"(is --text-field {text_field!r} right? see bad_samples in {out}/manifest.json)", markup=True)
     if not quiet:
         state = "summary written" if result.summary_written else "summary pending (shards left)"
         err.print(f"{result.documents:,} documents, {result.bad_records:,} bad records, "
@@ -214,8 +219,8 @@ def scan(
 def report(
     out: str = typer.Argument(..., help="Output directory of a scan."),
     format: str = typer.Option("table", "--format", "-f", help="table | json | markdown | csv | html"),
-    top: int = typer.Option(5, help="Descriptors shown per axis (Table 9b)."),
-    min_pct: float = typer.Option(0.005, help="Smallest language share shown (Table 10), in percent."),
+    top: int = typer.Option(5, min=0, help="Descriptors shown per axis (Table 9b)."),
+    min_pct: float = typer.Option(0.005, min=0.0, help="Smallest language share shown (Table 10), in percent."),
     paper: bool = typer.Option(False, help="Show the Llama 2 paper's numbers beside yours."),
 ) -> None:
     """Print the paper-style tables (9a, 9b, 10, toxicity, PII) for a scan."""
@@ -301,7 +306,7 @@ def estimate_cmd(
     analyzers: Optional[str] = typer.Option(None, help="Comma-separated analyzers (default: all available)."),
     languages: str = typer.Option("en", help="Language scope, as for scan."),
     sample_mb: float = typer.Option(8.0, help="MB of text to time the analyzers on."),
-    workers: int = typer.Option(1, help="Project the time for this many parallel workers too."),
+    workers: int = typer.Option(1, min=1, help="Project the time for this many parallel workers too."),
     text_field: str = typer.Option("text", help="Field holding the document text."),
     skip_unknown: bool = typer.Option(False, help="Skip files of unknown type."),
 ) -> None:

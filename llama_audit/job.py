@@ -16,7 +16,7 @@ from llama_audit.analyzers.base import Analyzer, AnalyzerUnavailable, ConfigErro
 from llama_audit.analyzers.registry import available_names, load_class, resolve_order
 from llama_audit.corpus import Shard, discover
 from llama_audit.executors import run_local, run_pool
-from llama_audit.scan import ReadOptions
+from llama_audit.scan import ReadOptions, fingerprint
 from llama_audit.store import OutDir, atomic_write_json, atomic_write_table, config_hash
 
 DEPENDENCIES = ("pyarrow", "numpy", "fasttext-numpy2", "orjson", "zstandard", "phonenumbers",
@@ -133,6 +133,24 @@ def build_config(analyzers: list[Analyzer], skipped: dict[str, str], options: Sc
     }
 
 
+def _still_done(out: OutDir, shard: Shard, warn: Callable[[str], None]) -> bool:
+    """Done, and the file is still what was scanned (size + mtime, else size + fingerprint)?
+    A changed file loses its done marker and is scanned again."""
+    if not out.is_done(shard.key):
+        return False
+    rec = out.read_done(shard.key) or {}
+    if rec.get("size") == shard.size and rec.get("mtime_ns") == shard.mtime_ns:
+        return True
+    try:
+        same = rec.get("size") == shard.size and fingerprint(shard.path, shard.size) == rec.get("fingerprint")
+    except OSError:
+        same = False
+    if not same:
+        warn(f"{shard.rel} changed since it was scanned: scanning it again")
+        out.done_path(shard.key).unlink(missing_ok=True)
+    return same
+
+
 def select_slice(shards: list[Shard], num_shards: int, shard_index: int) -> list[Shard]:
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise ConfigError(f"--shard-index must be in [0, {num_shards}) and --num-shards >= 1")
@@ -145,6 +163,15 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     names, skipped = choose_analyzers(req.analyzers, req.options, hooks.warn)
     analyzers = [cls(req.options) for cls in resolve_order(names)]
     analyzers.sort(key=lambda a: names.index(a.name))
+    if not req.options.gate_all and analyzers[0].name == "language":
+        try:
+            known = analyzers[0].labels()
+        except AnalyzerUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+        unknown = [code for code in req.options.languages if code not in known]
+        if unknown:
+            raise ConfigError(f"--languages: {', '.join(map(repr, unknown))} not among the language model's "
+                              f"{len(known)} labels (e.g. {', '.join(sorted(known)[:8])}, ...)")
     big = "toxicity" in names  # the GPU scorer wants many lines per call
     req.read = dataclasses.replace(req.read, batch_docs=req.read.batch_docs or (8192 if big else 1024),
                                    batch_bytes=req.read.batch_bytes or ((32 << 20) if big else (4 << 20)))
@@ -164,7 +191,7 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     if req.emitter is not None and (req.workers > 1 or req.executor == "ray"):
         raise ConfigError("--emit jsonl streams from one process: drop --workers / --executor ray")
     mine = select_slice(shards, req.num_shards, req.shard_index)
-    todo = [s for s in mine if not out.is_done(s.key)]
+    todo = [s for s in mine if not _still_done(out, s, hooks.warn)]
     hooks.start(sum(s.size for s in todo), len(todo), len(mine) - len(todo))
     failed: dict[str, str] = {}
     worker_stats: dict[int, dict] = {}

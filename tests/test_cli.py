@@ -102,3 +102,29 @@ def test_emit_into_a_closed_pipe_stops_quietly(tmp_path):
     assert "Traceback" not in stderr and "stdout was closed" in stderr
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert {s["status"] for s in manifest["shards"]} <= {"done", "pending"}
+
+
+def test_option_checks(tmp_path):
+    res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--languages", "xx", "--analyzers", "pronouns")
+    assert res.exit_code == 2 and "'xx' not among the language model's" in res.output
+    res = invoke("scan", EXAMPLES, "--out", tmp_path / "o2", "--languages", "EN,FR", "--analyzers", "pronouns", "--quiet")
+    assert res.exit_code == 0
+    assert json.loads((tmp_path / "o2" / "manifest.json").read_text())["config"]["languages"] == ["en", "fr"]
+    for bad in (["--workers", "0"], ["--batch-docs", "-5"], ["--toxicity-sample", "2"]):
+        res = invoke("scan", EXAMPLES, "--out", tmp_path / "o3", *bad)
+        assert res.exit_code == 2, bad
+    res = invoke("report", tmp_path / "o2", "--top", "-1")
+    assert res.exit_code == 2
+
+
+def test_missing_text_field_everywhere_warns(tmp_path):
+    res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--text-field", "body", "--analyzers", "language")
+    assert res.exit_code == 0 and "no document was read" in res.output and "--text-field 'body'" in res.output
+
+
+def test_gzip_data_under_a_plain_name(tmp_path):
+    import shutil
+    (tmp_path / "c").mkdir()
+    shutil.copy(next(EXAMPLES.glob("*.gz")), tmp_path / "c" / "misnamed.jsonl")
+    res = invoke("scan", tmp_path / "c", "--out", tmp_path / "o", "--analyzers", "language")
+    assert res.exit_code == 1 and "name it .jsonl.gz" in res.output

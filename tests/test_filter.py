@@ -118,3 +118,35 @@ def test_redact_spans_code_points_and_overlaps():
     spans = [{"type": "EMAIL_ADDRESS", "start": 7, "end": 13}, {"type": "PHONE_NUMBER", "start": 18, "end": 26},
              {"type": "X", "start": 8, "end": 10}]
     assert redact_spans(text, spans) == "é mail <EMAIL_ADDRESS> and <PHONE_NUMBER>"
+
+
+@pytest.mark.parametrize("expr", ["doc_id == 2", "len(lang) > 2", "pronoun_groups == 'she'"])
+def test_type_mismatch_is_a_one_line_error_before_writing(tmp_path, make_jsonl, expr):
+    make_jsonl("a.jsonl", [{"text": EN}])
+    out = scan(tmp_path)
+    with pytest.raises(ConfigError, match="does not fit the column types"):
+        run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), drop=[expr]))
+    assert not (tmp_path / "clean").exists()
+    # the corrected command is not refused
+    run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), drop=["lang != 'en'"]))
+
+
+def test_eq_none_means_is_none():
+    t = pa.table({"x": [1.0, None]})
+    assert Predicate("x == None", t.schema)(t).to_pylist() == [False, True]
+    assert Predicate("x != None", t.schema)(t).to_pylist() == [True, False]
+
+
+def test_redaction_keeps_big_integers_exact(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    line = '{"id": 123456789012345678901234567891, "meta": {"h": 340282366920938463463374607431768211455}, "text": "mail zed@example.com now"}'
+    (tmp_path / "corpus" / "a.jsonl").write_text(line + "\n")
+    out = scan(tmp_path, analyzers=("pii",))
+    import pyarrow.parquet as pq
+    ann = pq.read_table(next((tmp_path / "out" / "annotations").glob("*.parquet")))
+    assert ann["doc_id"].to_pylist() == ["123456789012345678901234567891"]
+    run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), redact="pii"))
+    cleaned = json.loads((tmp_path / "clean" / "a.jsonl").read_text())
+    assert cleaned["id"] == 123456789012345678901234567891
+    assert cleaned["meta"]["h"] == 340282366920938463463374607431768211455
+    assert cleaned["text"] == "mail <EMAIL_ADDRESS> now"

@@ -169,3 +169,24 @@ def test_pool_worker_setup_failure_is_a_config_error(tmp_path, make_jsonl, monke
     with pytest.raises(ConfigError, match="lid.bin"):
         run_scan(req(tmp_path, analyzers=["language"], workers=2,
                      options=ScanOptions(languages=("all",), lid_model=str(bad), lid_engine="fastlid")))
+
+
+def test_changed_shard_is_scanned_again(tmp_path, make_jsonl):
+    corpus(make_jsonl, shards=2)
+    run_scan(req(tmp_path))
+    p = tmp_path / "corpus" / "part-0.jsonl"
+    with open(p, "a") as f:
+        f.write(json.dumps({"id": "new", "text": "He is new here."}) + "\n")
+    warnings = []
+
+    class Hooks:
+        warn = warnings.append
+        start = advance = shard_finished = stop = lambda *a, **k: None
+
+    res = run_scan(req(tmp_path), Hooks())
+    assert res.shards_run == 1 and res.shards_skipped == 1 and res.documents == 9
+    assert any("part-0.jsonl changed since it was scanned" in w for w in warnings)
+    # a touched but identical file is not rescanned
+    import os
+    os.utime(p, ns=(1, 1))
+    assert run_scan(req(tmp_path)).shards_run == 0

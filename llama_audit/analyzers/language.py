@@ -132,6 +132,13 @@ class LanguageAnalyzer(Analyzer):
                 labels[i] = pred_labels[j][0][9:]  # strip "__label__"
         return labels, scores
 
+    def labels(self) -> set[str]:
+        """Language codes the model can output (without ``__label__``)."""
+        self.setup()
+        if self._fast is not None:
+            return {lab[9:] if lab.startswith("__label__") else lab for lab in self._fast.labels}
+        return {lab[9:] for lab in self._model.get_labels()}
+
     def stats(self) -> dict:
         return self._fast.stats() if self._fast is not None else {"engine": "fasttext"}
 

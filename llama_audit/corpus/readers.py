@@ -254,6 +254,17 @@ def _id_str(v: object) -> str:
         return str(v)
 
 
+def _exact_json(line: bytes) -> dict:
+    """The stdlib parser keeps integers of any size exactly (rare path: float-looking ids)."""
+    import json
+
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def _json_line_bad(row: int, lineno: int, line: bytes, e: orjson.JSONDecodeError) -> BadRecord:
     try:
         line.decode("utf-8")
@@ -271,7 +282,12 @@ def _text_bad(row: int, lineno: int, obj: dict, tf: str) -> BadRecord:
 
 
 def _not_json_lines(first: bytes) -> str | None:
-    """Recognise a whole JSON document (array or pretty-printed object) from its first line."""
+    """Recognise a whole JSON document (array or pretty-printed object) from its first line, or
+    compressed data under a plain name."""
+    if first.startswith(_GZIP_MAGIC):
+        return "gzip-compressed data (name it .jsonl.gz)"
+    if first.startswith(_ZSTD_MAGIC):
+        return "zstd-compressed data (name it .jsonl.zst)"
     head = first[:1 << 16].lstrip()
     if head.startswith(_BOM):
         head = head[3:].lstrip()
@@ -360,6 +376,8 @@ def _jsonl_items(shard: Shard, src: _Source, blocks: Iterator[list[bytes]], tf: 
                                 ids.append(i)
                             elif i is None:
                                 ids.append(f"{rel}:{row}")
+                            elif type(i) is float:  # orjson reads integers beyond 64 bits as floats
+                                ids.append(_id_str(_exact_json(line).get(idf, i)))
                             else:
                                 ids.append(_id_str(i))
                             rows.append(row)

@@ -31,9 +31,17 @@ class Predicate:
         self.columns: set[str] = set()
         self._fn = self._compile(tree.body, schema)
 
+    def check(self, schema: pa.Schema) -> None:
+        """Evaluate on an empty table of ``schema``: type errors surface before anything is written."""
+        self(schema.empty_table())
+
     def __call__(self, table: pa.Table) -> pa.Array:
         """Boolean mask, nulls as False."""
-        result = self._fn(table)
+        try:
+            result = self._fn(table)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"expression {self.text!r} does not fit the column types ({first})") from None
         if isinstance(result, pa.Scalar) or not isinstance(result, (pa.Array, pa.ChunkedArray)):
             value = result.as_py() if isinstance(result, pa.Scalar) else result
             return pa.array([bool(value)] * table.num_rows, pa.bool_())
@@ -113,12 +121,13 @@ class Predicate:
                 mask = pc.if_else(pc.is_null(col), pa.scalar(None, pa.bool_()), mask)
                 return pc.invert(mask) if negate else mask
             return isin
-        if isinstance(op, (ast.Is, ast.IsNot)):
-            if not (isinstance(right, ast.Constant) and right.value is None):
-                raise self._error(right, "'is' only compares with None")
-            if isinstance(op, ast.Is):
+        if isinstance(op, (ast.Is, ast.IsNot, ast.Eq, ast.NotEq)) and isinstance(right, ast.Constant) \
+                and right.value is None:  # `x == None` means what `x is None` means
+            if isinstance(op, (ast.Is, ast.Eq)):
                 return lambda t: pc.is_null(lhs(t))
             return lambda t: pc.is_valid(lhs(t))
+        if isinstance(op, (ast.Is, ast.IsNot)):
+            raise self._error(right, "'is' only compares with None")
         fn = _CMP.get(type(op))
         if fn is None:
             raise self._error(right, f"unsupported operator {type(op).__name__}")

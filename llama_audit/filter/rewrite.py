@@ -7,12 +7,12 @@ their fields in the same order); Parquet and Arrow keep their schema; compressio
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -83,9 +83,10 @@ def _rewrite_jsonl(shard, tmp, keep, redact_rows, text_field) -> None:
                 continue
             spans = redact_rows.get(row)
             if spans:
-                obj = orjson.loads(line)
+                # the stdlib parser keeps big integers exact; field order is kept
+                obj = json.loads(line)
                 obj[text_field] = redact_spans(obj[text_field], spans)
-                line = orjson.dumps(obj)
+                line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             f.write(line)
             f.write(b"\n")
 

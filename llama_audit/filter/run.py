@@ -84,6 +84,12 @@ def run_filter(req: FilterRequest, warn: Callable[[str], None] = lambda m: None)
     schema = pq.read_schema(out.annotation_path(shards[0]["key"]))
     drops = [Predicate(x, schema) for x in req.drop]
     keeps = [Predicate(x, schema) for x in req.keep]
+    for p in drops + keeps:
+        p.check(schema)
+    unfinished = len(manifest["shards"]) - len(shards)
+    if unfinished:
+        warn(f"the scan is not finished: filtering {len(shards)} of {len(manifest['shards'])} shards "
+             "(the others are not written)")
     needed = {"doc_id", "row"} | {c for p in drops + keeps for c in p.columns}
     if redact_types is not None:
         needed.add("pii_spans")
