@@ -156,11 +156,11 @@ def make_pipeline(model, tok, device: str, batch_size: int, max_length: int, dty
     return score
 
 
-def make_engine(model, tok, device: str, args, cache_lines: int):
+def make_engine(model, tok, device: str, args, cache_lines: int, forward: str = "auto"):
     from llama_audit.analyzers.toxicity.engine import ToxicityEngine
 
     eng = ToxicityEngine(model, tok, device=device, max_length=args.max_length, batch_tokens=args.batch_tokens,
-                         cache_lines=cache_lines, precision=args.precision)
+                         cache_lines=cache_lines, precision=args.precision, forward=forward)
     eng.score(["warm up line"] * (256 if device.startswith("cuda") else 4))
     eng.cache.clear()
     eng.reset_stats()
@@ -193,6 +193,9 @@ def main(argv=None) -> int:
                     help="also time the engine with its duplicate cache on (default: on CUDA only)")
     ap.add_argument("--rounds", type=int, default=None,
                     help="interleaved timing rounds over slices of the lines (default 4 on CPU, 1 on CUDA)")
+    ap.add_argument("--forward", default="auto", help="engine forward: auto | packed | transformers")
+    ap.add_argument("--compare-forward", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time the engine with the transformers forward (default: on)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -224,9 +227,11 @@ def main(argv=None) -> int:
 
     with_cache = args.cache_run if args.cache_run is not None else cuda
     runners = {f"pipeline bs={bs}": make_pipeline(model, tok, device, bs, args.max_length, amp) for bs in batch_sizes}
-    engines = {"engine": make_engine(model, tok, device, args, cache_lines=0)}
+    engines = {"engine": make_engine(model, tok, device, args, cache_lines=0, forward=args.forward)}
+    if args.compare_forward and engines["engine"].forward_impl == "packed":
+        engines["engine hf-forward"] = make_engine(model, tok, device, args, cache_lines=0, forward="transformers")
     if with_cache:
-        engines["engine+cache"] = make_engine(model, tok, device, args, cache_lines=500_000)
+        engines["engine+cache"] = make_engine(model, tok, device, args, cache_lines=500_000, forward=args.forward)
     runners.update({k: e.score for k, e in engines.items()})
     # interleaved rounds over consecutive slices of the lines, alternating the order, so that a
     # machine whose speed drifts (shared CPUs) treats every contender alike
@@ -263,8 +268,13 @@ def main(argv=None) -> int:
           f"included; xN = speed-up over the fastest pipeline ({base}):")
     for k in pipes:
         print(row(k, f"   padding waste {pipeline_padding(lens, int(k.split('=')[1])):.1%}"))
-    print(row("engine", f"   padding waste {e0['padding_waste']:.1%}, {e0['batches']} batches,"
-                        f" budget {e0['batch_tokens']} tokens, no cache"))
+    print(row("engine", f"   padding waste {e0['padding_waste']:.1%}{' (attention only)' if e0['forward'] == 'packed' else ''},"
+                        f" {e0['batches']} batches, budget {e0['batch_tokens']} tokens, no cache, {e0['forward']} forward"
+                        f" ({e0['forward_note']})"))
+    if "engine hf-forward" in engines:
+        eh = engines["engine hf-forward"].stats()
+        print(row("engine hf-forward", f"   padding waste {eh['padding_waste']:.1%}, {eh['batches']} batches,"
+                                       " the same engine with the transformers forward"))
     if with_cache:
         e1 = engines["engine+cache"].stats()
         print(row("engine+cache", f"   cache hit rate {e1['cache_hit_rate']:.1%}, padding waste {e1['padding_waste']:.1%}"))

@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 from llama_audit.analyzers.base import AnalyzerUnavailable, BatchContext, DocBatch, ScanOptions  # noqa: E402
 from llama_audit.analyzers.toxicity import ToxicityAnalyzer, model as tm  # noqa: E402
-from llama_audit.analyzers.toxicity.engine import LineCache, ToxicityEngine, _Worker  # noqa: E402
+from llama_audit.analyzers.toxicity.engine import LineCache, ToxicityEngine  # noqa: E402
 from llama_audit.analyzers.toxicity.lines import document_lines  # noqa: E402
 from llama_audit.analyzers.toxicity.sampling import sample_mask  # noqa: E402
 from llama_audit.analyzers.toxicity.selftest import ToxicitySelfTestError  # noqa: E402
@@ -107,14 +107,16 @@ def options(model_dir, **kw):
 
 # -- engine --------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("forward", ["packed", "transformers"])
 @pytest.mark.parametrize("budget,window,chunk,cache", [
     (1, 1, 1, 0), (64, 5, 3, 0), (300, 37, 16, 1000), (513, 10_000, 64, 1000),
     (2048, 100, 7, 0), (100_000, 10_000, 2048, 500_000), (96, 3, 2, 10),
 ])
-def test_engine_matches_one_line_at_a_time(tiny, lines_and_ref, budget, window, chunk, cache):
+def test_engine_matches_one_line_at_a_time(tiny, lines_and_ref, budget, window, chunk, cache, forward):
     lines, ref = lines_and_ref
     eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=budget, window_lines=window, tokenize_chunk=chunk,
-                         cache_lines=cache)
+                         cache_lines=cache, forward=forward)
+    assert eng.forward_impl == forward
     got = eng.score(lines)
     assert got.dtype == np.float32 and got.shape == (len(lines),)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
@@ -132,58 +134,62 @@ def test_engine_matches_one_line_at_a_time(tiny, lines_and_ref, budget, window, 
         assert s["lines_scored"] == 2 * len(lines) and s["cache_hits"] == 0
 
 
-def test_engine_batches_are_sorted_and_budgeted(tiny, lines_and_ref):
+def _batch_shape(win, rows):
+    return len(rows), int(win.lens[rows].max())
+
+
+@pytest.mark.parametrize("forward", ["packed", "transformers"])
+def test_engine_batches_are_sorted_and_budgeted(tiny, lines_and_ref, monkeypatch, forward):
     lines, ref = lines_and_ref
     seen = []
-    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=256, cache_lines=0)
-    real_forward = _Worker.forward
+    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=256, cache_lines=0, forward=forward)
+    real = ToxicityEngine._forward_batch
 
-    def spy(self, ids, mask):
-        seen.append(ids.shape)
-        return real_forward(self, ids, mask)
+    def spy(self, worker, win, rows):
+        seen.append(_batch_shape(win, rows))
+        return real(self, worker, win, rows)
 
-    _Worker.forward = spy
-    try:
-        np.testing.assert_allclose(eng.score(lines), ref, atol=1e-5, rtol=0)
-    finally:
-        _Worker.forward = real_forward
+    monkeypatch.setattr(ToxicityEngine, "_forward_batch", spy)
+    np.testing.assert_allclose(eng.score(lines), ref, atol=1e-5, rtol=0)
     widths = [w for _, w in seen]
     assert widths == sorted(widths, reverse=True)  # longest first inside the (single) window
     assert all(n * w <= 256 or n == 1 for n, w in seen)
     assert eng.stats()["padding_waste"] < 0.25
 
 
-def test_engine_out_of_memory_halves_budget_and_loses_nothing(tiny, lines_and_ref, monkeypatch):
+@pytest.mark.parametrize("forward", ["packed", "transformers"])
+def test_engine_out_of_memory_halves_budget_and_loses_nothing(tiny, lines_and_ref, monkeypatch, forward):
     lines, ref = lines_and_ref
-    real_forward = _Worker.forward
+    real = ToxicityEngine._forward_batch
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
-    def flaky(self, ids, mask):
-        if ids.size > 700:
+    def flaky(self, worker, win, rows):
+        n, w = _batch_shape(win, rows)
+        if n * w > 700:
             raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        return real_forward(self, ids, mask)
+        return real(self, worker, win, rows)
 
-    monkeypatch.setattr(_Worker, "forward", flaky)
-    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=4096, cache_lines=0)
+    monkeypatch.setattr(ToxicityEngine, "_forward_batch", flaky)
+    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=4096, cache_lines=0, forward=forward)
     eng.min_batch_tokens = 4096  # fill the budget, so the first batches are too big
     got = eng.score(lines)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
     s = eng.stats()
     assert s["oom_retries"] > 0 and s["batch_tokens"] <= 700 and s["lines_scored"] == len(lines)
 
-    def always(self, ids, mask):
+    def always(self, worker, win, rows):
         raise oom("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(_Worker, "forward", always)
+    monkeypatch.setattr(ToxicityEngine, "_forward_batch", always)
     with pytest.raises(RuntimeError, match="out of memory on a single line"):
         ToxicityEngine(*tiny, device="cpu", batch_tokens=4096, cache_lines=0).score(["the dog"])
 
 
 def test_engine_other_errors_propagate(tiny, monkeypatch):
-    def broken(self, ids, mask):
+    def broken(self, worker, win, rows):
         raise ValueError("boom")
 
-    monkeypatch.setattr(_Worker, "forward", broken)
+    monkeypatch.setattr(ToxicityEngine, "_forward_batch", broken)
     with pytest.raises(ValueError, match="boom"):
         ToxicityEngine(*tiny, device="cpu").score(["the dog"] * 50)
 

@@ -32,7 +32,8 @@ class ToxicityAnalyzer(Analyzer):
     """Options: ``toxicity_model``, ``toxicity_revision``, ``toxicity_tokenizer``, ``toxicity_sample``,
     ``toxicity_batch_tokens``, ``device``, ``seed``; and in ``extra``: ``toxicity_self_test``
     (True | False | {"toxic", "benign", "margin"}), ``toxicity_label_index`` (1),
-    ``toxicity_precision`` (auto | fp32 | bf16 | fp16), ``toxicity_cache_lines`` (500000),
+    ``toxicity_precision`` (auto | fp32 | bf16 | fp16), ``toxicity_forward`` (auto | packed |
+    transformers), ``toxicity_cache_lines`` (500000),
     ``toxicity_threads`` (CPU threads)."""
 
     name = "toxicity"
@@ -96,6 +97,7 @@ class ToxicityAnalyzer(Analyzer):
             "sample_rate": float(o.toxicity_sample),
             "seed": int(o.seed),
             "precision": str(o.extra.get("toxicity_precision", "auto")),
+            "forward": str(o.extra.get("toxicity_forward", "auto")),
             "self_test": self_test,
         }
 
@@ -118,7 +120,8 @@ class ToxicityAnalyzer(Analyzer):
             batch_tokens=self.options.toxicity_batch_tokens,
             cache_lines=int(x.get("toxicity_cache_lines", 500_000)),
             precision=str(x.get("toxicity_precision", "auto")),
-            threads=x.get("toxicity_threads"))
+            threads=x.get("toxicity_threads"),
+            forward=str(x.get("toxicity_forward", "auto")))
         try:
             self._self_test = run_self_test(engine.score, x.get("toxicity_self_test", True),
                                             model=m.spec, label_index=self.label_index)

@@ -44,9 +44,13 @@ GPU_BUDGET_CAP = 65536
 MIN_BUDGET_TOKENS = 64
 CPU_MIN_BATCH_TOKENS = 256
 GPU_MIN_BATCH_TOKENS = 16384  # below this, launch overhead dominates a BERT-base forward on a big GPU
-SLACK = 0.1  # rows within 10% of a batch's widest row join it freely
+SLACK = 0.1  # rows within 10% of a batch's widest row join it freely (transformers forward)
+PACKED_SLACK = 0.3  # the same with the packed forward, whose dense layers skip the padding
 FIRST_WINDOW_BATCHES = 2  # a window holds about this many full batches of tokens...
 WINDOW_BATCHES = 16  # ...and this many after the first one of a call
+FORWARDS = ("auto", "packed", "transformers")
+PROBE_TOLERANCE = 1e-4  # packed vs transformers forward, probabilities, fp32
+PROBE_TOLERANCE_LOW_PRECISION = 3e-2  # bf16 / fp16: the two forwards round differently
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,26 +177,48 @@ class EngineStats:
 
 
 class _Worker:
-    def __init__(self, model, device: torch.device, autocast_dtype: torch.dtype | None, label_index: int):
+    """One model replica on one device. ``packed``: the :class:`PackedBert` forward over the same
+    weights (None: the ``transformers`` forward on padded batches)."""
+
+    def __init__(self, model, device: torch.device, autocast_dtype: torch.dtype | None, label_index: int,
+                 packed=None):
         self.model = model
+        self.packed = packed
         self.device = device
         self.cuda = device.type == "cuda"
         self.autocast_dtype = autocast_dtype
         self.label_index = label_index
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> torch.Tensor:
-        """Toxic-label probabilities of one padded batch, float32, left on the device."""
-        ids_t = torch.from_numpy(ids)
-        mask_t = torch.from_numpy(mask)
+    def _to_device(self, a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a)
         if self.cuda:
-            ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
-            mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
-        dev_ctx = torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext()
-        amp = (torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-               if self.autocast_dtype is not None else contextlib.nullcontext())
-        with dev_ctx, torch.inference_mode(), amp:
-            logits = self.model(input_ids=ids_t, attention_mask=mask_t).logits
-            return torch.softmax(logits.float(), dim=-1)[:, self.label_index]
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def _context(self):
+        stack = contextlib.ExitStack()
+        if self.cuda:
+            stack.enter_context(torch.cuda.device(self.device))
+        stack.enter_context(torch.inference_mode())
+        if self.autocast_dtype is not None:
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype))
+        return stack
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float(), dim=-1)[:, self.label_index]
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        """Toxic-label probabilities of one padded batch (``transformers`` forward), float32, left
+        on the device."""
+        ids_t, mask_t = self._to_device(ids), self._to_device(mask)
+        with self._context():
+            return self._probs(self.model(input_ids=ids_t, attention_mask=mask_t).logits)
+
+    def forward_packed(self, flat: np.ndarray, lens: np.ndarray) -> torch.Tensor:
+        """Toxic-label probabilities of one packed batch (rows' ids concatenated + row lengths)."""
+        both = self._to_device(np.concatenate([flat, lens]))  # one host->device copy
+        with self._context():
+            return self._probs(self.packed(both[:len(flat)], both[len(flat):]))
 
 
 @dataclasses.dataclass
@@ -221,7 +247,7 @@ class ToxicityEngine:
     def __init__(self, model, tokenizer, *, device: str = "auto", label_index: int = 1, max_length: int = 512,
                  batch_tokens: int | None = None, cache_lines: int = 500_000, window_lines: int | None = None,
                  tokenize_chunk: int = 2048, precision: str = "auto", threads: int | None = None,
-                 max_batch_lines: int = 8192):
+                 max_batch_lines: int = 8192, forward: str = "auto"):
         self.devices = resolve_devices(device)
         self.cuda = self.devices[0].type == "cuda"
         self.label_index = int(label_index)
@@ -246,13 +272,22 @@ class ToxicityEngine:
                 torch.set_num_threads(max(1, int(n)))
         self.autocast_dtype = resolve_precision(precision, self.devices[0])
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        forward = (forward or "auto").strip().lower()
+        if forward not in FORWARDS:
+            raise ConfigError(f"toxicity forward {forward!r}: expected {', '.join(FORWARDS)}")
         self.workers: list[_Worker] = []
         model = model.eval()
         for i, dev in enumerate(self.devices):
             replica = model if i == len(self.devices) - 1 else copy.deepcopy(model)
             self.workers.append(_Worker(replica.to(dev), dev, self.autocast_dtype, self.label_index))
+        self.forward_impl, self.forward_note = self._choose_forward(forward)
         self.budget = int(batch_tokens) if batch_tokens else self._default_budget(model)
         self.budget = max(MIN_BUDGET_TOKENS, self.budget)
+        if self.forward_impl == "packed":
+            # padding costs only attention now, not the dense layers: wider batches pay off
+            self.slack = PACKED_SLACK
+            if not self.cuda:
+                self.min_batch_tokens = self.budget
 
     # -- setup helpers -------------------------------------------------------------------------
 
@@ -272,6 +307,56 @@ class ToxicityEngine:
             return bt
         except Exception:  # pragma: no cover - exotic tokenizer: fall back to the wrapper
             return None
+
+    def _choose_forward(self, wanted: str) -> tuple[str, str]:
+        """``("packed" | "transformers", note)``. ``auto`` takes the packed forward when the model
+        qualifies and it agrees with the ``transformers`` forward on a probe batch on this device
+        and precision; otherwise the ``transformers`` forward, and the note says why."""
+        if wanted == "transformers":
+            return "transformers", "asked for"
+        from llama_audit.analyzers.toxicity.packed_bert import packed_or_reason
+
+        packed = []
+        for w in self.workers:
+            p, why = packed_or_reason(w.model)
+            if p is None:
+                if wanted == "packed":
+                    raise ConfigError(f"toxicity: the packed forward does not support this model: {why}")
+                return "transformers", f"packed forward not applicable: {why}"
+            packed.append(p)
+        try:
+            diff = self._probe(self.workers[0], packed[0])
+        except Exception as exc:  # noqa: BLE001 - any failure of the fast path means: do not use it
+            if wanted == "packed" or _is_oom(exc):
+                raise
+            return "transformers", f"packed forward failed its probe ({type(exc).__name__}: {exc})"
+        tol = PROBE_TOLERANCE if self.autocast_dtype is None else PROBE_TOLERANCE_LOW_PRECISION
+        if not diff <= tol:
+            if wanted == "packed":
+                raise ConfigError(f"toxicity: packed forward differs from transformers by {diff:.3g} (> {tol:g})")
+            return "transformers", f"packed forward differed by {diff:.3g} on the probe (> {tol:g})"
+        for w, p in zip(self.workers, packed):
+            w.packed = p
+        return "packed", f"probe max |diff| {diff:.2e}"
+
+    def _probe(self, worker: _Worker, packed) -> float:
+        """Max |probability difference| of both forwards on a fixed batch of random token rows."""
+        worker.packed = packed
+        try:
+            cfg = worker.model.config
+            vocab = int(getattr(cfg, "vocab_size", 0) or 0) or 1000
+            rng = np.random.default_rng(0)
+            lens = np.array([min(n, self.max_length) for n in (61, 40, 17, 9, 3, 2)], dtype=np.int64)
+            flat = rng.integers(1, vocab, size=int(lens.sum()), dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            win = _Window(np.arange(len(lens)), flat, offsets, lens)
+            rows = np.arange(len(lens))
+            ids, mask = self._padded_arrays(win, rows)
+            a = worker.forward(ids, mask).float().cpu().numpy()
+            b = worker.forward_packed(*self._packed_arrays(win, rows)).float().cpu().numpy()
+            return float(np.abs(a - b).max())
+        finally:
+            worker.packed = None
 
     def _default_budget(self, model) -> int:
         if not self.cuda:
@@ -293,6 +378,7 @@ class ToxicityEngine:
         with self._lock:
             d = self._stats.as_dict()
         d.update(devices=[str(x) for x in self.devices], precision=self.precision, batch_tokens=self.budget,
+                 forward=self.forward_impl, forward_note=self.forward_note,
                  max_length=self.max_length, cache_lines=self.cache.capacity, cache_size=len(self.cache))
         return d
 
@@ -449,20 +535,36 @@ class ToxicityEngine:
         n_min = -(-min(self.min_batch_tokens, self.budget) // width)
         return max(1, min(cap, max(n_close, n_min)))
 
-    def _materialize(self, win: _Window, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    def _padded_arrays(self, win: _Window, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[rows, width]`` token ids (pad id after each row's end) and attention mask."""
         bl = win.lens[rows]
         width = self._padded_len(int(bl.max()))
         cols = np.arange(width, dtype=np.int64)
         mask = cols[None, :] < bl[:, None]
         pos = np.minimum(win.offsets[rows][:, None] + cols[None, :], max(len(win.flat) - 1, 0))
         ids = np.where(mask, win.flat[pos], self.pad_id)
-        return ids, mask.astype(np.int64), int(bl.sum()), width * len(rows)
+        return ids, mask.astype(np.int64)
+
+    @staticmethod
+    def _packed_arrays(win: _Window, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' token ids concatenated, and their lengths."""
+        bl = win.lens[rows]
+        total = int(bl.sum())
+        starts = np.cumsum(bl) - bl
+        index = np.arange(total, dtype=np.int64) + np.repeat(win.offsets[rows] - starts, bl)
+        return win.flat[index], bl.astype(np.int64)
+
+    def _forward_batch(self, worker: _Worker, win: _Window, rows: np.ndarray) -> torch.Tensor:
+        if worker.packed is not None:
+            return worker.forward_packed(*self._packed_arrays(win, rows))
+        return worker.forward(*self._padded_arrays(win, rows))
 
     def _forward_rows(self, worker: _Worker, win: _Window, rows: np.ndarray) -> list[tuple[np.ndarray, torch.Tensor]]:
         """Run ``rows`` on ``worker``; on out-of-memory halve the budget, split and retry."""
-        ids, mask, real, padded = self._materialize(win, rows)
+        bl = win.lens[rows]
+        real, padded = int(bl.sum()), self._padded_len(int(bl.max())) * len(rows)
         try:
-            probs = worker.forward(ids, mask)
+            probs = self._forward_batch(worker, win, rows)
         except Exception as exc:
             if not _is_oom(exc):
                 raise

@@ -1,0 +1,137 @@
+"""The packed BERT forward: same logits as transformers' padded forward, and the engine's choice of
+forward (probe, fallback, errors). Tiny random models built here; nothing is downloaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from llama_audit.analyzers.base import ConfigError  # noqa: E402
+from llama_audit.analyzers.toxicity.engine import ToxicityEngine  # noqa: E402
+from llama_audit.analyzers.toxicity.packed_bert import PackedBert, packed_or_reason  # noqa: E402
+
+from test_toxicity_engine import build_tiny  # noqa: E402
+
+
+def bert(layers=2, act="gelu", heads=4, hidden=32, seed=0, **kw):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=97, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=2 * hidden, max_position_embeddings=128, num_labels=2, hidden_act=act,
+                     initializer_range=0.3, attn_implementation="sdpa", **kw)
+    return BertForSequenceClassification(cfg).eval()
+
+
+def padded_logits(model, rows):
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(r)] = 1
+    with torch.inference_mode():
+        return model(input_ids=ids, attention_mask=mask).logits
+
+
+def packed_logits(packed, rows):
+    ids = torch.tensor([t for r in rows for t in r], dtype=torch.long)
+    lens = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    with torch.inference_mode():
+        return packed(ids, lens)
+
+
+def random_rows(n, max_len, seed=0, vocab=97):
+    rng = np.random.default_rng(seed)
+    return [[2] + rng.integers(5, vocab, size=int(rng.integers(0, max_len))).tolist() for _ in range(n)]
+
+
+@pytest.mark.parametrize("layers,act,heads", [(1, "gelu", 4), (2, "gelu", 4), (3, "relu", 2),
+                                              (2, "gelu_new", 8), (2, "gelu_pytorch_tanh", 1)])
+def test_packed_matches_padded_forward(layers, act, heads):
+    model = bert(layers=layers, act=act, heads=heads)
+    packed, why = packed_or_reason(model)
+    assert isinstance(packed, PackedBert) and why == ""
+    for seed, (n, max_len) in enumerate([(1, 1), (1, 90), (7, 40), (33, 127), (5, 3)]):
+        rows = random_rows(n, max_len, seed)
+        np.testing.assert_allclose(packed_logits(packed, rows).numpy(), padded_logits(model, rows).numpy(),
+                                   atol=2e-5, rtol=0)
+
+
+def test_each_row_is_independent_of_its_batch():
+    """A row's logits do not depend on the other rows packed beside it (no leakage across rows)."""
+    model = bert()
+    packed, _ = packed_or_reason(model)
+    rows = random_rows(9, 60, seed=3)
+    together = packed_logits(packed, rows).numpy()
+    alone = np.concatenate([packed_logits(packed, [r]).numpy() for r in rows])
+    np.testing.assert_allclose(together, alone, atol=2e-5, rtol=0)
+
+
+def test_unsupported_models_say_why():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=97, dim=32, n_layers=1, n_heads=2,
+                                                                  hidden_dim=64))
+    assert packed_or_reason(distil) == (None, "DistilBertForSequenceClassification is not BertForSequenceClassification")
+    p, why = packed_or_reason(bert(position_embedding_type="relative_key"))
+    assert p is None and "relative_key" in why
+    p, why = packed_or_reason(bert(act="silu"))
+    assert p is None and "silu" in why
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from llama_audit.analyzers.toxicity import model as tm
+
+    d = build_tiny(tmp_path_factory.mktemp("packed") / "tiny")
+    return (tm.load_model(tm.locate(str(d), None, kind="model", option="-")),
+            tm.load_tokenizer(tm.locate(str(d), None, kind="tokenizer", option="-")))
+
+
+def test_engine_picks_packed_after_the_probe(tiny):
+    eng = ToxicityEngine(*tiny, device="cpu")
+    s = eng.stats()
+    assert s["forward"] == "packed" and s["forward_note"].startswith("probe max |diff|")
+    assert ToxicityEngine(*tiny, device="cpu", forward="transformers").stats()["forward"] == "transformers"
+    with pytest.raises(ConfigError, match="expected auto, packed, transformers"):
+        ToxicityEngine(*tiny, device="cpu", forward="fastest")
+
+
+def test_engine_falls_back_when_the_probe_disagrees_or_fails(tiny, monkeypatch):
+    real = PackedBert.forward
+
+    def off(self, ids, lens):
+        return real(self, ids, lens) + torch.tensor([0.0, 1.0])  # shifts the toxic logit
+
+    monkeypatch.setattr(PackedBert, "forward", off)
+    eng = ToxicityEngine(*tiny, device="cpu")
+    assert eng.forward_impl == "transformers" and "differed by" in eng.forward_note
+    assert all(w.packed is None for w in eng.workers)
+    with pytest.raises(ConfigError, match="packed forward differs"):
+        ToxicityEngine(*tiny, device="cpu", forward="packed")
+
+    def broken(self, ids, lens):
+        raise RuntimeError("kernel not available")
+
+    monkeypatch.setattr(PackedBert, "forward", broken)
+    eng = ToxicityEngine(*tiny, device="cpu")
+    assert eng.forward_impl == "transformers" and "kernel not available" in eng.forward_note
+    assert np.isfinite(eng.score(["the dog", "she loves the cat"])).all()
+
+
+def test_engine_keeps_transformers_forward_for_other_models(tiny):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    _, tok = tiny
+    torch.manual_seed(0)
+    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=1,
+                                                                  n_heads=2, hidden_dim=64)).eval()
+    eng = ToxicityEngine(distil, tok, device="cpu")
+    assert eng.forward_impl == "transformers" and "not applicable" in eng.forward_note
+    assert eng.score(["the dog"]).shape == (1,)
+    with pytest.raises(ConfigError, match="does not support this model"):
+        ToxicityEngine(distil, tok, device="cpu", forward="packed")
