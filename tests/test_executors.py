@@ -47,3 +47,4 @@ def test_ray_setup_failure_is_one_line(tmp_path, make_jsonl):
     with pytest.raises(ConfigError, match="bad.bin"):
         run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "o"), executor="ray", workers=2,
                              analyzers=["language"], options=ScanOptions(languages=("all",), lid_model=str(bad))))
+

@@ -190,3 +190,21 @@ def test_changed_shard_is_scanned_again(tmp_path, make_jsonl):
     import os
     os.utime(p, ns=(1, 1))
     assert run_scan(req(tmp_path)).shards_run == 0
+
+
+def test_pool_workers_take_one_gpu_each(monkeypatch):
+    """With GPUs, pool worker k scores toxicity on cuda:k mod #GPUs instead of on every GPU."""
+    torch = pytest.importorskip("torch")
+    from llama_audit.executors import one_gpu_per_worker
+
+    opts = ScanOptions()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert one_gpu_per_worker(["toxicity"], opts, 3) is opts  # no GPU: unchanged
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [one_gpu_per_worker(["language", "toxicity"], opts, k).device for k in range(6)] == \
+        ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert one_gpu_per_worker(["toxicity"], ScanOptions(device="cuda"), 5).device == "cuda:1"
+    for device in ("cpu", "cuda:2"):  # an explicit choice is kept
+        assert one_gpu_per_worker(["toxicity"], ScanOptions(device=device), 1).device == device
+    assert one_gpu_per_worker(["language", "pii"], opts, 1) is opts  # nothing on the GPU

@@ -96,6 +96,7 @@ def test_engine_picks_packed_after_the_probe(tiny):
     eng = ToxicityEngine(*tiny, device="cpu")
     s = eng.stats()
     assert s["forward"] == "packed" and s["forward_note"].startswith("probe max |diff|")
+    assert "(fp32)" in s["forward_note"] and "bf16" not in s["forward_note"]
     assert ToxicityEngine(*tiny, device="cpu", forward="transformers").stats()["forward"] == "transformers"
     with pytest.raises(ConfigError, match="expected auto, packed, transformers"):
         ToxicityEngine(*tiny, device="cpu", forward="fastest")
@@ -104,17 +105,17 @@ def test_engine_picks_packed_after_the_probe(tiny):
 def test_engine_falls_back_when_the_probe_disagrees_or_fails(tiny, monkeypatch):
     real = PackedBert.forward
 
-    def off(self, ids, lens):
-        return real(self, ids, lens) + torch.tensor([0.0, 1.0])  # shifts the toxic logit
+    def off(self, *args):
+        return real(self, *args) + torch.tensor([0.0, 1.0])  # shifts the toxic logit
 
     monkeypatch.setattr(PackedBert, "forward", off)
     eng = ToxicityEngine(*tiny, device="cpu")
-    assert eng.forward_impl == "transformers" and "differed by" in eng.forward_note
+    assert eng.forward_impl == "transformers" and "differs from transformers by" in eng.forward_note
     assert all(w.packed is None for w in eng.workers)
-    with pytest.raises(ConfigError, match="packed forward differs"):
+    with pytest.raises(ConfigError, match="packed forward differs from transformers"):
         ToxicityEngine(*tiny, device="cpu", forward="packed")
 
-    def broken(self, ids, lens):
+    def broken(self, *args):
         raise RuntimeError("kernel not available")
 
     monkeypatch.setattr(PackedBert, "forward", broken)
@@ -135,3 +136,30 @@ def test_engine_keeps_transformers_forward_for_other_models(tiny):
     assert eng.score(["the dog"]).shape == (1,)
     with pytest.raises(ConfigError, match="does not support this model"):
         ToxicityEngine(distil, tok, device="cpu", forward="packed")
+
+
+def test_low_precision_is_probed_too(tiny):
+    """bf16 (autocast, here on the CPU): probed in fp32 and in bf16; scores near the fp32 ones."""
+    lines = ["the dog", "she loves the cat and the house", "you are bad " * 20, "a"]
+    eng = ToxicityEngine(*tiny, device="cpu", precision="bf16")
+    assert eng.forward_impl == "packed" and "(fp32)" in eng.forward_note and "(bf16)" in eng.forward_note
+    ref = ToxicityEngine(*tiny, device="cpu", forward="transformers").score(lines)
+    np.testing.assert_allclose(eng.score(lines), ref, atol=3e-2, rtol=0)
+
+
+def test_host_layout_matches_device_layout():
+    from llama_audit.analyzers.toxicity.packed_bert import host_layout
+
+    model = bert()
+    packed, _ = packed_or_reason(model)
+    rows = random_rows(6, 30, seed=5)
+    lens = np.array([len(r) for r in rows])
+    pos, slot, starts = host_layout(lens, 32)
+    assert pos.tolist() == [j for n in lens for j in range(n)]
+    assert starts.tolist() == np.concatenate([[0], np.cumsum(lens)[:-1]]).tolist()
+    assert slot.tolist() == [i * 32 + j for i, n in enumerate(lens) for j in range(n)]
+    ids = torch.tensor([t for r in rows for t in r])
+    with torch.inference_mode():
+        given = packed(ids, torch.from_numpy(lens), 32, *(torch.from_numpy(a) for a in (pos, slot, starts)))
+        derived = packed(ids, torch.from_numpy(lens))
+    np.testing.assert_allclose(given.numpy(), derived.numpy(), atol=2e-5, rtol=0)

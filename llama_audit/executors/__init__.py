@@ -12,6 +12,7 @@ outcomes end with ``("worker", pid, stats)``, that worker's cumulative analyzer 
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -52,9 +53,32 @@ def run_local(shards: Sequence[Shard], analyzers, options: ScanOptions, out: Out
 _WORKER: dict = {}
 
 
-def _init_worker(names, options, out_root, read, strict, config_hash, progress_queue) -> None:
+def one_gpu_per_worker(names, options: ScanOptions, index: int) -> ScanOptions:
+    """Pool worker ``index`` scores toxicity on GPU ``index mod #GPUs`` (``--device auto|cuda``).
+
+    In one process the engine drives every visible GPU itself; N pool workers doing that would
+    load N x #GPUs model replicas, so each worker takes one GPU instead, round robin."""
+    spec = (options.device or "auto").strip().lower()
+    if "toxicity" not in names or spec not in ("auto", "cuda"):
+        return options
+    try:
+        import torch
+    except ImportError:
+        return options
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        return options
+    return dataclasses.replace(options, device=f"cuda:{index % n}")
+
+
+def _init_worker(names, options, out_root, read, strict, config_hash, progress_queue, counter=None) -> None:
     from llama_audit.analyzers.registry import resolve_order
 
+    if counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        options = one_gpu_per_worker(names, options, index)
     try:
         analyzers = [cls(options) for cls in resolve_order(names)]
         for a in analyzers:
@@ -100,9 +124,10 @@ def run_pool(shards: Sequence[Shard], names: list[str], options: ScanOptions, ou
              config_hash: str) -> Iterator[Outcome]:
     ctx = mp.get_context("spawn")
     progress_queue = ctx.Queue()
+    counter = ctx.Value("i", 0)  # hands each worker its index (for one_gpu_per_worker)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(names, options, str(out.root), read, strict, config_hash,
-                                       progress_queue)) as pool:
+                                       progress_queue, counter)) as pool:
         pending = {pool.submit(_worker_scan, s) for s in shards}
         try:
             while pending:

@@ -49,7 +49,8 @@ PACKED_SLACK = 0.3  # the same with the packed forward, whose dense layers skip 
 FIRST_WINDOW_BATCHES = 2  # a window holds about this many full batches of tokens...
 WINDOW_BATCHES = 16  # ...and this many after the first one of a call
 FORWARDS = ("auto", "packed", "transformers")
-PROBE_TOLERANCE = 1e-4  # packed vs transformers forward, probabilities, fp32
+PROBE_TOLERANCE = 1e-4  # packed vs transformers forward, probabilities, fp32 on CPU
+PROBE_TOLERANCE_CUDA_FP32 = 1e-3  # fp32 on CUDA (TF32 matmuls, where enabled, round more)
 PROBE_TOLERANCE_LOW_PRECISION = 3e-2  # bf16 / fp16: the two forwards round differently
 
 
@@ -214,11 +215,18 @@ class _Worker:
         with self._context():
             return self._probs(self.model(input_ids=ids_t, attention_mask=mask_t).logits)
 
-    def forward_packed(self, flat: np.ndarray, lens: np.ndarray) -> torch.Tensor:
-        """Toxic-label probabilities of one packed batch (rows' ids concatenated + row lengths)."""
-        both = self._to_device(np.concatenate([flat, lens]))  # one host->device copy
+    def forward_packed(self, flat: np.ndarray, lens: np.ndarray, width: int) -> torch.Tensor:
+        """Toxic-label probabilities of one packed batch (rows' ids concatenated, row lengths, the
+        padded width for attention)."""
+        from llama_audit.analyzers.toxicity.packed_bert import host_layout
+
+        pos, slot, starts = host_layout(lens, width)
+        t, b = len(flat), len(lens)
+        arrays = self._to_device(np.concatenate([flat, pos, slot, lens, starts]))  # one host->device copy
+        ids_t, pos_t, slot_t = arrays[:t], arrays[t:2 * t], arrays[2 * t:3 * t]
+        lens_t, starts_t = arrays[3 * t:3 * t + b], arrays[3 * t + b:]
         with self._context():
-            return self._probs(self.packed(both[:len(flat)], both[len(flat):]))
+            return self._probs(self.packed(ids_t, lens_t, width, pos_t, slot_t, starts_t))
 
 
 @dataclasses.dataclass
@@ -310,8 +318,10 @@ class ToxicityEngine:
 
     def _choose_forward(self, wanted: str) -> tuple[str, str]:
         """``("packed" | "transformers", note)``. ``auto`` takes the packed forward when the model
-        qualifies and it agrees with the ``transformers`` forward on a probe batch on this device
-        and precision; otherwise the ``transformers`` forward, and the note says why."""
+        qualifies and it agrees with the ``transformers`` forward on a probe batch on this device:
+        in fp32 (tight: catches a wrong computation) and, when scoring in bf16/fp16, in that
+        precision too (loose: the two round differently; catches a kernel that fails or
+        misbehaves). Otherwise the ``transformers`` forward, and the note says why."""
         if wanted == "transformers":
             return "transformers", "asked for"
         from llama_audit.analyzers.toxicity.packed_bert import packed_or_reason
@@ -325,38 +335,47 @@ class ToxicityEngine:
                 return "transformers", f"packed forward not applicable: {why}"
             packed.append(p)
         try:
-            diff = self._probe(self.workers[0], packed[0])
+            diffs = self._probe(self.workers[0], packed[0])
         except Exception as exc:  # noqa: BLE001 - any failure of the fast path means: do not use it
             if wanted == "packed" or _is_oom(exc):
                 raise
             return "transformers", f"packed forward failed its probe ({type(exc).__name__}: {exc})"
-        tol = PROBE_TOLERANCE if self.autocast_dtype is None else PROBE_TOLERANCE_LOW_PRECISION
-        if not diff <= tol:
-            if wanted == "packed":
-                raise ConfigError(f"toxicity: packed forward differs from transformers by {diff:.3g} (> {tol:g})")
-            return "transformers", f"packed forward differed by {diff:.3g} on the probe (> {tol:g})"
+        for (label, diff), tol in zip(diffs, self._probe_tolerances()):
+            if not diff <= tol:
+                msg = f"differs from transformers by {diff:.3g} in {label} on the probe (> {tol:g})"
+                if wanted == "packed":
+                    raise ConfigError(f"toxicity: packed forward {msg}")
+                return "transformers", f"packed forward {msg}"
         for w, p in zip(self.workers, packed):
             w.packed = p
-        return "packed", f"probe max |diff| {diff:.2e}"
+        return "packed", "probe max |diff| " + ", ".join(f"{d:.2e} ({label})" for label, d in diffs)
 
-    def _probe(self, worker: _Worker, packed) -> float:
-        """Max |probability difference| of both forwards on a fixed batch of random token rows."""
+    def _probe_tolerances(self) -> tuple[float, float]:
+        return (PROBE_TOLERANCE if not self.cuda else PROBE_TOLERANCE_CUDA_FP32), PROBE_TOLERANCE_LOW_PRECISION
+
+    def _probe(self, worker: _Worker, packed) -> list[tuple[str, float]]:
+        """Max |probability difference| of both forwards on a fixed batch of random token rows,
+        in fp32 and (when the engine uses one) in the autocast precision."""
+        cfg = worker.model.config
+        vocab = int(getattr(cfg, "vocab_size", 0) or 0) or 1000
+        rng = np.random.default_rng(0)
+        lens = np.array([min(n, self.max_length) for n in (61, 40, 17, 9, 3, 2)], dtype=np.int64)
+        flat = rng.integers(1, vocab, size=int(lens.sum()), dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        win = _Window(np.arange(len(lens)), flat, offsets, lens)
+        rows = np.arange(len(lens))
+        out = []
         worker.packed = packed
         try:
-            cfg = worker.model.config
-            vocab = int(getattr(cfg, "vocab_size", 0) or 0) or 1000
-            rng = np.random.default_rng(0)
-            lens = np.array([min(n, self.max_length) for n in (61, 40, 17, 9, 3, 2)], dtype=np.int64)
-            flat = rng.integers(1, vocab, size=int(lens.sum()), dtype=np.int64)
-            offsets = np.concatenate([[0], np.cumsum(lens)[:-1]])
-            win = _Window(np.arange(len(lens)), flat, offsets, lens)
-            rows = np.arange(len(lens))
-            ids, mask = self._padded_arrays(win, rows)
-            a = worker.forward(ids, mask).float().cpu().numpy()
-            b = worker.forward_packed(*self._packed_arrays(win, rows)).float().cpu().numpy()
-            return float(np.abs(a - b).max())
+            for dtype in [None] + ([self.autocast_dtype] if self.autocast_dtype is not None else []):
+                worker.autocast_dtype = dtype
+                a = worker.forward(*self._padded_arrays(win, rows)).float().cpu().numpy()
+                b = worker.forward_packed(*self._packed_arrays(win, rows)).float().cpu().numpy()
+                out.append(("fp32" if dtype is None else self.precision, float(np.abs(a - b).max())))
         finally:
             worker.packed = None
+            worker.autocast_dtype = self.autocast_dtype
+        return out
 
     def _default_budget(self, model) -> int:
         if not self.cuda:
@@ -444,7 +463,8 @@ class ToxicityEngine:
 
     def _encode_raw(self, lines: list[str]) -> list[list[int]]:
         if self._backend is not None:
-            return [e.ids for e in self._backend.encode_batch(lines, add_special_tokens=True)]
+            encode = getattr(self._backend, "encode_batch_fast", None) or self._backend.encode_batch  # fast: no offsets
+            return [e.ids for e in encode(lines, add_special_tokens=True)]
         enc = self._tokenizer(lines, truncation=True, max_length=self.max_length, padding=False,
                               return_attention_mask=False, return_token_type_ids=False)
         return enc["input_ids"]
@@ -545,14 +565,13 @@ class ToxicityEngine:
         ids = np.where(mask, win.flat[pos], self.pad_id)
         return ids, mask.astype(np.int64)
 
-    @staticmethod
-    def _packed_arrays(win: _Window, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows' token ids concatenated, and their lengths."""
+    def _packed_arrays(self, win: _Window, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """The rows' token ids concatenated, their lengths, and the padded width for attention."""
         bl = win.lens[rows]
         total = int(bl.sum())
         starts = np.cumsum(bl) - bl
         index = np.arange(total, dtype=np.int64) + np.repeat(win.offsets[rows] - starts, bl)
-        return win.flat[index], bl.astype(np.int64)
+        return win.flat[index], bl.astype(np.int64), self._padded_len(int(bl.max()))
 
     def _forward_batch(self, worker: _Worker, win: _Window, rows: np.ndarray) -> torch.Tensor:
         if worker.packed is not None:

@@ -20,6 +20,7 @@ shares the model's weights, except for one fused copy of the Q/K/V projections.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -55,10 +56,23 @@ def packed_or_reason(model) -> tuple["PackedBert | None", str]:
         return None, f"unexpected layout ({type(exc).__name__}: {exc})"
 
 
+def host_layout(lens: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(pos, slot, starts)`` of a packed batch, computed on the host so that the device never
+    waits for a ``.item()``: each token's position in its row, its index in the padded
+    ``[rows * width]`` layout, and each row's first (``[CLS]``) index in the packed tokens."""
+    lens = np.asarray(lens, dtype=np.int64)
+    starts = np.cumsum(lens) - lens
+    total = int(lens.sum())
+    pos = np.arange(total, dtype=np.int64) - np.repeat(starts, lens)
+    slot = np.repeat(np.arange(len(lens), dtype=np.int64) * int(width), lens) + pos
+    return pos, slot, starts
+
+
 class PackedBert(torch.nn.Module):
     """``forward(ids, lens) -> logits``: ``ids`` the rows' token ids concatenated (int64 ``[T]``),
     ``lens`` each row's length (int64 ``[B]``, every length >= 1, the first token of each row its
-    ``[CLS]``)."""
+    ``[CLS]``). ``width`` (>= the longest row; a multiple of 8 suits GPU kernels) and the
+    :func:`host_layout` arrays may be given; otherwise they are computed on the device."""
 
     def __init__(self, model):
         super().__init__()
@@ -97,15 +111,19 @@ class PackedBert(torch.nn.Module):
     def _ln(self, x: torch.Tensor, wb) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden,), wb[0], wb[1], self.eps)
 
-    def forward(self, ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lens: torch.Tensor, width: int | None = None,
+                pos: torch.Tensor | None = None, slot: torch.Tensor | None = None,
+                starts: torch.Tensor | None = None) -> torch.Tensor:
         device = ids.device
         rows = int(lens.numel())
         total = int(ids.numel())
-        width = int(lens.max())
-        starts = torch.cumsum(lens, 0) - lens  # packed index of each row's [CLS]
-        pos = torch.arange(total, device=device) - torch.repeat_interleave(starts, lens, output_size=total)
-        row_of = torch.repeat_interleave(torch.arange(rows, device=device), lens, output_size=total)
-        slot = row_of * width + pos  # where each packed token sits in the padded [rows * width] layout
+        if width is None:
+            width = int(lens.max())
+        if pos is None or slot is None or starts is None:
+            starts = torch.cumsum(lens, 0) - lens  # packed index of each row's [CLS]
+            pos = torch.arange(total, device=device) - torch.repeat_interleave(starts, lens, output_size=total)
+            row_of = torch.repeat_interleave(torch.arange(rows, device=device), lens, output_size=total)
+            slot = row_of * width + pos  # where each packed token sits in the padded [rows * width] layout
         key_ok = (torch.arange(width, device=device)[None, :] < lens[:, None])[:, None, None, :]
 
         x = F.embedding(ids, self.word) + F.embedding(pos, self.position) + self.type0
