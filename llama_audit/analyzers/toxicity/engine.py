@@ -13,7 +13,10 @@ How a call to :meth:`ToxicityEngine.score` runs:
    padding is small; padding waste is measured;
 4. each batch runs under ``torch.inference_mode`` (on CUDA: bf16 autocast, SDPA attention, pinned
    host memory and non-blocking copies, results left on the device until the window is done);
-   an out-of-memory error halves the budget and the batch is split and retried, no line is lost;
+   plain BERT classifiers run the packed forward of ``packed_bert.py`` (dense layers without
+   padding, last layer for [CLS] only) once a probe batch showed it agrees with the
+   ``transformers`` forward on this device; an out-of-memory error halves the budget and the
+   batch is split and retried, no line is lost;
 5. scores are written back at the lines' original positions.
 
 With several visible GPUs there is one model replica and one worker thread per GPU, all fed
@@ -38,6 +41,7 @@ import numpy as np
 import torch
 
 from llama_audit.analyzers.base import ConfigError
+from llama_audit.analyzers.toxicity.packed_bert import host_layout, packed_or_reason
 
 CPU_BUDGET_TOKENS = 2048  # BERT-base on CPU: per-token cost flat from ~256 to ~2k tokens, worse above
 GPU_BUDGET_CAP = 65536
@@ -218,8 +222,6 @@ class _Worker:
     def forward_packed(self, flat: np.ndarray, lens: np.ndarray, width: int) -> torch.Tensor:
         """Toxic-label probabilities of one packed batch (rows' ids concatenated, row lengths, the
         padded width for attention)."""
-        from llama_audit.analyzers.toxicity.packed_bert import host_layout
-
         pos, slot, starts = host_layout(lens, width)
         t, b = len(flat), len(lens)
         arrays = self._to_device(np.concatenate([flat, pos, slot, lens, starts]))  # one host->device copy
@@ -324,7 +326,6 @@ class ToxicityEngine:
         misbehaves). Otherwise the ``transformers`` forward, and the note says why."""
         if wanted == "transformers":
             return "transformers", "asked for"
-        from llama_audit.analyzers.toxicity.packed_bert import packed_or_reason
 
         packed = []
         for w in self.workers:
