@@ -7,6 +7,7 @@ configuration error, or a bad record under --strict; 130 interrupted (rerun to r
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import List, Optional
 
@@ -21,6 +22,27 @@ err = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_FAILED_SHARDS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_PIPE_CLOSED = 141  # as a process killed by SIGPIPE: the reader of stdout went away
+
+
+@contextlib.contextmanager
+def stdout_reader_may_leave():
+    """Output for pipes: when the reader goes away (``| head``), stop quietly with exit code 141.
+
+    (Click itself would turn the broken pipe into exit code 1.)"""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(EXIT_PIPE_CLOSED) from None
+
+
+class PipeConsole(Console):
+    """A stdout console whose broken pipe reaches :func:`stdout_reader_may_leave` (rich would exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
 
 
 def _silence_stdout() -> None:
@@ -238,16 +260,17 @@ def report(
     if not data["corpus"]["complete"]:
         err.print(f"[yellow]warning:[/] partial report: {data['corpus']['shards_done']} of "
                   f"{data['corpus']['shards']} shards done", markup=True)
-    if format == "json":
-        sys.stdout.write(render_json(data))
-    elif format in ("markdown", "md"):
-        sys.stdout.write(render_markdown(data, top=top, min_pct=min_pct, paper=paper))
-    elif format == "csv":
-        sys.stdout.write(render_csv(data))
-    elif format == "html":
-        sys.stdout.write(render_html(data, top=top, min_pct=min_pct, paper=paper))
-    else:
-        render_terminal(data, Console(), top=top, min_pct=min_pct, paper=paper)
+    with stdout_reader_may_leave():
+        if format == "json":
+            sys.stdout.write(render_json(data))
+        elif format in ("markdown", "md"):
+            sys.stdout.write(render_markdown(data, top=top, min_pct=min_pct, paper=paper))
+        elif format == "csv":
+            sys.stdout.write(render_csv(data))
+        elif format == "html":
+            sys.stdout.write(render_html(data, top=top, min_pct=min_pct, paper=paper))
+        else:
+            render_terminal(data, PipeConsole(), top=top, min_pct=min_pct, paper=paper)
 
 
 @app.command()

@@ -104,6 +104,22 @@ def test_emit_into_a_closed_pipe_stops_quietly(tmp_path):
     assert {s["status"] for s in manifest["shards"]} <= {"done", "pending"}
 
 
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_report_into_a_closed_pipe_exits_141(tmp_path, fmt):
+    import os
+    import subprocess
+    import sys
+
+    assert invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--analyzers", "language", "--quiet").exit_code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is already gone: the first write fails
+    proc = subprocess.run([sys.executable, "-m", "llama_audit.cli", "report", str(tmp_path / "o"), "--format", fmt],
+                          stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    os.close(write_end)
+    assert proc.returncode == 141
+    assert b"Traceback" not in proc.stderr and b"Error" not in proc.stderr
+
+
 def test_option_checks(tmp_path):
     res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--languages", "xx", "--analyzers", "pronouns")
     assert res.exit_code == 2 and "'xx' not among the language model's" in res.output
