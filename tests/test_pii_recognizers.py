@@ -64,6 +64,8 @@ def test_email_positives(text, value):
         "References: <c40sdm$mov$1@news.example.net>",
         "a..b@example.com",
         "weird@-example.com",
+        "git clone git@github.com:org/repo.git",
+        "ssh -T GIT@gitlab.example.org",
     ],
 )
 def test_email_negatives(text):

@@ -70,6 +70,10 @@ _NOT_TLDS = frozenset(
 )
 
 
+# Local parts that are SSH service logins of code hosts, everywhere in code corpora: not personal.
+_SERVICE_USERS = frozenset({"git"})
+
+
 class EmailRecognizer(Recognizer):
     """``local@domain.tld``. Found from each '@' outwards, so text without '@' costs nothing."""
 
@@ -106,6 +110,8 @@ class EmailRecognizer(Recognizer):
             start += 1
         if start == at or before == "." or ".." in text[start:at]:
             return None
+        if text[start:at].lower() in _SERVICE_USERS:
+            return None  # "git@github.com:org/repo.git", "ssh -T git@gitlab.com": a login, not a person
         d = _EMAIL_DOMAIN.match(text, at + 1)
         if d is None:
             return None
