@@ -192,19 +192,28 @@ def test_changed_shard_is_scanned_again(tmp_path, make_jsonl):
     assert run_scan(req(tmp_path)).shards_run == 0
 
 
-def test_pool_workers_take_one_gpu_each(monkeypatch):
-    """With GPUs, pool worker k scores toxicity on cuda:k mod #GPUs instead of on every GPU."""
+def test_pool_workers_share_gpus_and_cores(monkeypatch):
+    """Pool worker k scores toxicity on cuda:k mod #GPUs, not on every GPU; on the CPU each of N
+    workers gets cores/N torch threads."""
     torch = pytest.importorskip("torch")
-    from llama_audit.executors import one_gpu_per_worker
+    from llama_audit.executors import share_devices
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     opts = ScanOptions()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert one_gpu_per_worker(["toxicity"], opts, 3) is opts  # no GPU: unchanged
+    assert share_devices(["toxicity"], opts, 3, 4).extra["toxicity_threads"] == 4
+    assert share_devices(["toxicity"], opts, 0, 40).extra["toxicity_threads"] == 1
+    mine = ScanOptions(extra={"toxicity_threads": 7})
+    assert share_devices(["toxicity"], mine, 0, 4) is mine  # an explicit choice is kept
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert share_devices(["toxicity"], opts, 0, 4) is opts
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert [one_gpu_per_worker(["language", "toxicity"], opts, k).device for k in range(6)] == \
+    assert [share_devices(["language", "toxicity"], opts, k, 6).device for k in range(6)] == \
         ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
-    assert one_gpu_per_worker(["toxicity"], ScanOptions(device="cuda"), 5).device == "cuda:1"
-    for device in ("cpu", "cuda:2"):  # an explicit choice is kept
-        assert one_gpu_per_worker(["toxicity"], ScanOptions(device=device), 1).device == device
-    assert one_gpu_per_worker(["language", "pii"], opts, 1) is opts  # nothing on the GPU
+    assert share_devices(["toxicity"], ScanOptions(device="cuda"), 5, 6).device == "cuda:1"
+    assert share_devices(["toxicity"], ScanOptions(device="cuda:2"), 1, 6).device == "cuda:2"  # explicit: kept
+    cpu = share_devices(["toxicity"], ScanOptions(device="cpu"), 1, 6)
+    assert cpu.device == "cpu"
+    assert share_devices(["language", "pii"], opts, 1, 6) is opts  # nothing to share

@@ -53,32 +53,41 @@ def run_local(shards: Sequence[Shard], analyzers, options: ScanOptions, out: Out
 _WORKER: dict = {}
 
 
-def one_gpu_per_worker(names, options: ScanOptions, index: int) -> ScanOptions:
-    """Pool worker ``index`` scores toxicity on GPU ``index mod #GPUs`` (``--device auto|cuda``).
+def share_devices(names, options: ScanOptions, index: int, workers: int) -> ScanOptions:
+    """What pool worker ``index`` of ``workers`` uses for toxicity scoring.
 
-    In one process the engine drives every visible GPU itself; N pool workers doing that would
-    load N x #GPUs model replicas, so each worker takes one GPU instead, round robin."""
+    In one process the engine drives every visible GPU itself, or every core. N pool workers doing
+    that would load N x #GPUs model replicas, or run N x #cores torch threads. So with GPUs
+    (``--device auto|cuda``) worker k takes GPU ``k mod #GPUs``; on the CPU each worker gets
+    ``#cores / N`` torch threads (unless ``OMP_NUM_THREADS`` or ``toxicity_threads`` says)."""
+    if "toxicity" not in names:
+        return options
     spec = (options.device or "auto").strip().lower()
-    if "toxicity" not in names or spec not in ("auto", "cuda"):
-        return options
-    try:
-        import torch
-    except ImportError:
-        return options
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if n == 0:
-        return options
-    return dataclasses.replace(options, device=f"cuda:{index % n}")
+    n_gpu = 0
+    if spec != "cpu":
+        try:
+            import torch
+
+            n_gpu = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        except ImportError:
+            return options
+    if n_gpu and spec in ("auto", "cuda"):
+        return dataclasses.replace(options, device=f"cuda:{index % n_gpu}")
+    if n_gpu == 0 and "toxicity_threads" not in options.extra and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, len(os.sched_getaffinity(0)) // max(1, workers))
+        return dataclasses.replace(options, extra={**options.extra, "toxicity_threads": threads})
+    return options
 
 
-def _init_worker(names, options, out_root, read, strict, config_hash, progress_queue, counter=None) -> None:
+def _init_worker(names, options, out_root, read, strict, config_hash, progress_queue, counter=None,
+                 workers: int = 1) -> None:
     from llama_audit.analyzers.registry import resolve_order
 
     if counter is not None:
         with counter.get_lock():
             index = counter.value
             counter.value += 1
-        options = one_gpu_per_worker(names, options, index)
+        options = share_devices(names, options, index, workers)
     try:
         analyzers = [cls(options) for cls in resolve_order(names)]
         for a in analyzers:
@@ -124,10 +133,10 @@ def run_pool(shards: Sequence[Shard], names: list[str], options: ScanOptions, ou
              config_hash: str) -> Iterator[Outcome]:
     ctx = mp.get_context("spawn")
     progress_queue = ctx.Queue()
-    counter = ctx.Value("i", 0)  # hands each worker its index (for one_gpu_per_worker)
+    counter = ctx.Value("i", 0)  # hands each worker its index (for share_devices)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(names, options, str(out.root), read, strict, config_hash,
-                                       progress_queue, counter)) as pool:
+                                       progress_queue, counter, workers)) as pool:
         pending = {pool.submit(_worker_scan, s) for s in shards}
         try:
             while pending:
