@@ -95,7 +95,7 @@ def tiny(tmp_path_factory):
 def test_engine_picks_packed_after_the_probe(tiny):
     eng = ToxicityEngine(*tiny, device="cpu")
     s = eng.stats()
-    assert s["forward"] == "packed" and s["forward_note"].startswith("probe max |diff|")
+    assert s["forward"] == "packed" and s["forward_note"].startswith("padded attention; probe max |diff|")
     assert "(fp32)" in s["forward_note"] and "bf16" not in s["forward_note"]
     assert ToxicityEngine(*tiny, device="cpu", forward="transformers").stats()["forward"] == "transformers"
     with pytest.raises(ConfigError, match="expected auto, packed, transformers"):
@@ -112,7 +112,7 @@ def test_engine_falls_back_when_the_probe_disagrees_or_fails(tiny, monkeypatch):
     eng = ToxicityEngine(*tiny, device="cpu")
     assert eng.forward_impl == "transformers" and "differs from transformers by" in eng.forward_note
     assert all(w.packed is None for w in eng.workers)
-    with pytest.raises(ConfigError, match="packed forward differs from transformers"):
+    with pytest.raises(ConfigError, match="packed forward unusable here: padded attention: differs from transformers"):
         ToxicityEngine(*tiny, device="cpu", forward="packed")
 
     def broken(self, *args):
@@ -163,3 +163,54 @@ def test_host_layout_matches_device_layout():
         given = packed(ids, torch.from_numpy(lens), 32, *(torch.from_numpy(a) for a in (pos, slot, starts)))
         derived = packed(ids, torch.from_numpy(lens))
     np.testing.assert_allclose(given.numpy(), derived.numpy(), atol=2e-5, rtol=0)
+
+
+def reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k):
+    """What flash attention on packed sequences computes, one sequence at a time (CPU stand-in)."""
+    import torch.nn.functional as F
+
+    assert cu_q.dtype == cu_k.dtype == torch.int32 and len(cu_q) == len(cu_k)
+    out = []
+    for i in range(len(cu_q) - 1):
+        qi, ki, vi = (t[int(c[i]):int(c[i + 1])].transpose(0, 1) for t, c in ((q, cu_q), (k, cu_k), (v, cu_k)))
+        assert qi.shape[1] <= max_q and ki.shape[1] <= max_k
+        out.append(F.scaled_dot_product_attention(qi, ki, vi).transpose(0, 1))
+    return torch.cat(out)
+
+
+def test_varlen_attention_path_matches(monkeypatch):
+    """The CUDA-only flash-attention path, with a CPU stand-in for varlen_attn: same logits."""
+    from llama_audit.analyzers.toxicity import packed_bert
+
+    monkeypatch.setattr(packed_bert, "varlen_attention", reference_varlen)
+    monkeypatch.setattr(PackedBert, "uses_varlen", lambda self, x: self.attention == "varlen")
+    model = bert(layers=3)
+    packed, _ = packed_or_reason(model)
+    packed.attention = "varlen"
+    for seed, (n, max_len) in enumerate([(1, 1), (7, 40), (20, 100)]):
+        rows = random_rows(n, max_len, seed)
+        np.testing.assert_allclose(packed_logits(packed, rows).numpy(), padded_logits(model, rows).numpy(),
+                                   atol=2e-5, rtol=0)
+
+
+def test_engine_probes_varlen_then_padded(tiny, monkeypatch):
+    from llama_audit.analyzers.toxicity import packed_bert
+
+    monkeypatch.setattr(ToxicityEngine, "_attention_modes", lambda self: ["varlen", "padded"])
+    monkeypatch.setattr(PackedBert, "uses_varlen", lambda self, x: self.attention == "varlen")
+    monkeypatch.setattr(packed_bert, "varlen_attention", reference_varlen)
+    eng = ToxicityEngine(*tiny, device="cpu")
+    assert eng.forward_impl == "packed" and eng.forward_note.startswith("varlen attention;")
+    assert eng.workers[0].packed.attention == "varlen"
+
+    def unavailable(*args):
+        raise RuntimeError("FlashAttention only supports Ampere GPUs or newer.")
+
+    monkeypatch.setattr(packed_bert, "varlen_attention", unavailable)
+    eng = ToxicityEngine(*tiny, device="cpu")
+    assert eng.forward_impl == "packed" and eng.workers[0].packed.attention == "padded"
+    assert eng.forward_note.startswith("padded attention (after varlen attention: failed its probe (RuntimeError: "
+                                       "FlashAttention only supports Ampere")
+    lines = ["the dog", "she loves the cat and the house", "you are bad " * 20]
+    ref = ToxicityEngine(*tiny, device="cpu", forward="transformers").score(lines)
+    np.testing.assert_allclose(eng.score(lines), ref, atol=1e-5, rtol=0)

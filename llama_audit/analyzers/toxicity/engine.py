@@ -228,7 +228,7 @@ class _Worker:
         ids_t, pos_t, slot_t = arrays[:t], arrays[t:2 * t], arrays[2 * t:3 * t]
         lens_t, starts_t = arrays[3 * t:3 * t + b], arrays[3 * t + b:]
         with self._context():
-            return self._probs(self.packed(ids_t, lens_t, width, pos_t, slot_t, starts_t))
+            return self._probs(self.packed(ids_t, lens_t, width, pos_t, slot_t, starts_t, int(lens.max())))
 
 
 @dataclasses.dataclass
@@ -291,6 +291,12 @@ class ToxicityEngine:
             replica = model if i == len(self.devices) - 1 else copy.deepcopy(model)
             self.workers.append(_Worker(replica.to(dev), dev, self.autocast_dtype, self.label_index))
         self.forward_impl, self.forward_note = self._choose_forward(forward)
+        if self.cuda and self.autocast_dtype is not None and not (
+                self.forward_impl == "packed" and self.workers[0].packed.attention == "varlen"):
+            # scaled_dot_product_attention with a mask goes to cuDNN on recent GPUs, which builds a
+            # new graph for every new (rows, width) shape; our batch shapes vary all the time
+            torch.backends.cuda.enable_cudnn_sdp(False)
+            self.forward_note += "; cuDNN attention off (it rebuilds per batch shape)"
         self.budget = int(batch_tokens) if batch_tokens else self._default_budget(model)
         self.budget = max(MIN_BUDGET_TOKENS, self.budget)
         if self.forward_impl == "packed":
@@ -323,10 +329,11 @@ class ToxicityEngine:
         qualifies and it agrees with the ``transformers`` forward on a probe batch on this device:
         in fp32 (tight: catches a wrong computation) and, when scoring in bf16/fp16, in that
         precision too (loose: the two round differently; catches a kernel that fails or
-        misbehaves). Otherwise the ``transformers`` forward, and the note says why."""
+        misbehaves). On CUDA in bf16/fp16 the packed forward's flash attention on unpadded
+        sequences is probed first, then its padded attention. Failing all that, the
+        ``transformers`` forward, and the note says why."""
         if wanted == "transformers":
             return "transformers", "asked for"
-
         packed = []
         for w in self.workers:
             p, why = packed_or_reason(w.model)
@@ -335,21 +342,39 @@ class ToxicityEngine:
                     raise ConfigError(f"toxicity: the packed forward does not support this model: {why}")
                 return "transformers", f"packed forward not applicable: {why}"
             packed.append(p)
+        modes = self._attention_modes()
+        failures = []
+        for mode in modes:
+            for p in packed:
+                p.attention = mode
+            problem = self._probe_problem(packed[0])
+            if problem is None:
+                for w, p in zip(self.workers, packed):
+                    w.packed = p
+                after = f" (after {'; '.join(failures)})" if failures else ""
+                return "packed", f"{mode} attention{after}; probe max |diff| " + self._probe_text
+            failures.append(f"{mode} attention: {problem}")
+            if wanted == "packed" and mode == modes[-1]:
+                raise ConfigError("toxicity: packed forward unusable here: " + "; ".join(failures))
+        return "transformers", "packed forward " + "; ".join(failures)
+
+    def _attention_modes(self) -> list[str]:
+        """The packed forward's attention variants worth probing here, best first."""
+        return ["varlen", "padded"] if self.cuda and self.autocast_dtype is not None else ["padded"]
+
+    def _probe_problem(self, packed) -> str | None:
+        """None when the packed forward agrees with the transformers forward on the probe, else why not."""
         try:
-            diffs = self._probe(self.workers[0], packed[0])
+            diffs = self._probe(self.workers[0], packed)
         except Exception as exc:  # noqa: BLE001 - any failure of the fast path means: do not use it
-            if wanted == "packed" or _is_oom(exc):
+            if _is_oom(exc):
                 raise
-            return "transformers", f"packed forward failed its probe ({type(exc).__name__}: {exc})"
+            return f"failed its probe ({type(exc).__name__}: {str(exc)[:200]})"
         for (label, diff), tol in zip(diffs, self._probe_tolerances()):
             if not diff <= tol:
-                msg = f"differs from transformers by {diff:.3g} in {label} on the probe (> {tol:g})"
-                if wanted == "packed":
-                    raise ConfigError(f"toxicity: packed forward {msg}")
-                return "transformers", f"packed forward {msg}"
-        for w, p in zip(self.workers, packed):
-            w.packed = p
-        return "packed", "probe max |diff| " + ", ".join(f"{d:.2e} ({label})" for label, d in diffs)
+                return f"differs from transformers by {diff:.3g} in {label} on the probe (> {tol:g})"
+        self._probe_text = ", ".join(f"{d:.2e} ({label})" for label, d in diffs)
+        return None
 
     def _probe_tolerances(self) -> tuple[float, float]:
         return (PROBE_TOLERANCE if not self.cuda else PROBE_TOLERANCE_CUDA_FP32), PROBE_TOLERANCE_LOW_PRECISION

@@ -7,8 +7,10 @@ cost is linear in the tokens they see. :class:`PackedBert` runs the same weights
 
 * the dense layers (fused Q/K/V projection, attention output, feed-forward) see only the real
   tokens of the batch, concatenated (``[tokens, hidden]``);
-* attention scatters the packed Q/K/V into a padded ``[rows, heads, width, head_dim]`` layout for
-  ``scaled_dot_product_attention`` with a key-padding mask, and gathers the real positions back;
+* attention, on CUDA in bf16/fp16, is flash attention on the packed sequences themselves
+  (``torch.nn.attention.varlen.varlen_attn``: no padding anywhere); otherwise (CPU, fp32, or where
+  that is unavailable) Q/K/V are scattered into a padded ``[rows, heads, width, head_dim]``
+  layout for ``scaled_dot_product_attention`` with a key-padding mask and gathered back;
 * the last layer computes keys and values for every token but queries, attention output and
   feed-forward for the ``[CLS]`` rows only; then the pooler and the classifier.
 
@@ -107,49 +109,83 @@ class PackedBert(torch.nn.Module):
             raise ValueError("no encoder layers")
         self.pooler = (model.bert.pooler.dense.weight, model.bert.pooler.dense.bias)
         self.classifier = (model.classifier.weight, model.classifier.bias)
+        self.attention = "padded"  # or "varlen" (see uses_varlen); the engine probes before choosing
 
     def _ln(self, x: torch.Tensor, wb) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden,), wb[0], wb[1], self.eps)
 
+    def uses_varlen(self, x: torch.Tensor) -> bool:
+        """Variable-length flash attention: CUDA, under bf16/fp16 autocast, when chosen."""
+        return (self.attention == "varlen" and x.is_cuda and torch.is_autocast_enabled("cuda")
+                and torch.get_autocast_dtype("cuda") in (torch.bfloat16, torch.float16))
+
     def forward(self, ids: torch.Tensor, lens: torch.Tensor, width: int | None = None,
                 pos: torch.Tensor | None = None, slot: torch.Tensor | None = None,
-                starts: torch.Tensor | None = None) -> torch.Tensor:
+                starts: torch.Tensor | None = None, max_len: int | None = None) -> torch.Tensor:
         device = ids.device
         rows = int(lens.numel())
         total = int(ids.numel())
+        if max_len is None:
+            max_len = int(lens.max())
         if width is None:
-            width = int(lens.max())
+            width = max_len
         if pos is None or slot is None or starts is None:
             starts = torch.cumsum(lens, 0) - lens  # packed index of each row's [CLS]
             pos = torch.arange(total, device=device) - torch.repeat_interleave(starts, lens, output_size=total)
             row_of = torch.repeat_interleave(torch.arange(rows, device=device), lens, output_size=total)
             slot = row_of * width + pos  # where each packed token sits in the padded [rows * width] layout
-        key_ok = (torch.arange(width, device=device)[None, :] < lens[:, None])[:, None, None, :]
 
         x = F.embedding(ids, self.word) + F.embedding(pos, self.position) + self.type0
         x = self._ln(x, self.emb_ln)
         h, nh, hd = self.hidden, self.heads, self.head_dim
 
-        def padded(t: torch.Tensor, parts: int) -> torch.Tensor:
-            """packed [T, parts*h] -> [parts, rows, heads, width, head_dim]"""
-            buf = t.new_zeros(rows * width, parts * h)
-            buf.index_copy_(0, slot, t)
-            return buf.view(rows, width, parts, nh, hd).permute(2, 0, 3, 1, 4)
+        if self.uses_varlen(x):
+            # packed [T, heads, hd] straight into flash attention: no padding, no mask, no scatter
+            cu = torch.cat([starts, starts.new_full((1,), total)]).to(torch.int32)
+            cu_rows = torch.arange(rows + 1, device=device, dtype=torch.int32)
+
+            def attend(q, k, v, q_rows: bool = False):
+                """q [T or rows, heads, hd], k/v [T, heads, hd] -> [T or rows, h]"""
+                return varlen_attention(q, k, v, cu_rows if q_rows else cu, cu, 1 if q_rows else max_len,
+                                        max_len).reshape(-1, h)
+
+            def split(t: torch.Tensor, parts: int):
+                return t.view(-1, parts, nh, hd).unbind(1)
+        else:
+            # padded [rows, heads, width, hd] for scaled_dot_product_attention with a key mask
+            key_ok = (torch.arange(width, device=device)[None, :] < lens[:, None])[:, None, None, :]
+
+            def attend(q, k, v, q_rows: bool = False):
+                if q_rows:  # one query per row: [rows, heads, 1, hd]
+                    return F.scaled_dot_product_attention(q.view(rows, nh, 1, hd), k, v,
+                                                          attn_mask=key_ok).reshape(rows, h)
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok)  # [rows, heads, width, hd]
+                return a.transpose(1, 2).reshape(rows * width, h).index_select(0, slot)
+
+            def split(t: torch.Tensor, parts: int):
+                """packed [T, parts*h] -> parts x [rows, heads, width, hd]"""
+                buf = t.new_zeros(rows * width, parts * h)
+                buf.index_copy_(0, slot, t)
+                return buf.view(rows, width, parts, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
 
         last = len(self.layers) - 1
         for i, L in enumerate(self.layers):
             if i < last:
-                q, k, v = padded(F.linear(x, L["qkv_w"], L["qkv_b"]), 3)
-                a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok)  # [rows, heads, width, hd]
-                a = a.transpose(1, 2).reshape(rows * width, h).index_select(0, slot)
-                x = self._ln(x + F.linear(a, *L["out"]), L["ln1"])
+                q, k, v = split(F.linear(x, L["qkv_w"], L["qkv_b"]), 3)
+                x = self._ln(x + F.linear(attend(q, k, v), *L["out"]), L["ln1"])
                 x = self._ln(x + F.linear(self.act(F.linear(x, *L["up"])), *L["down"]), L["ln2"])
             else:  # the classifier reads [CLS] only: queries and everything after for those rows
-                k, v = padded(F.linear(x, L["qkv_w"][h:], L["qkv_b"][h:]), 2)
+                k, v = split(F.linear(x, L["qkv_w"][h:], L["qkv_b"][h:]), 2)
                 c = x.index_select(0, starts)  # [rows, h]
-                q = F.linear(c, L["qkv_w"][:h], L["qkv_b"][:h]).view(rows, nh, 1, hd)
-                a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok).reshape(rows, h)
-                c = self._ln(c + F.linear(a, *L["out"]), L["ln1"])
+                q = F.linear(c, L["qkv_w"][:h], L["qkv_b"][:h]).view(rows, nh, hd)
+                c = self._ln(c + F.linear(attend(q, k, v, q_rows=True), *L["out"]), L["ln1"])
                 x = self._ln(c + F.linear(self.act(F.linear(c, *L["up"])), *L["down"]), L["ln2"])
         pooled = torch.tanh(F.linear(x, *self.pooler))
         return F.linear(pooled, *self.classifier)
+
+
+def varlen_attention(q, k, v, cu_q, cu_k, max_q: int, max_k: int) -> torch.Tensor:
+    """``torch.nn.attention.varlen.varlen_attn`` (flash attention on packed sequences; CUDA, torch >= 2.10)."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k)
