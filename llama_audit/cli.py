@@ -156,7 +156,8 @@ def scan(
     toxicity_revision: Optional[str] = typer.Option(None, help="Hub revision of the toxicity model."),
     toxicity_tokenizer: str = typer.Option("bert-base-uncased", help="Tokenizer: hub id or local directory."),
     toxicity_sample: float = typer.Option(1.0, help="Fraction of in-scope documents scored (paper: 0.1), deterministic per id."),
-    toxicity_batch_tokens: Optional[int] = typer.Option(None, help="Tokens per model batch (default: from device memory)."),
+    toxicity_batch_tokens: Optional[int] = typer.Option(
+        None, min=64, help="Padded tokens per model batch, >= 64 (default: 2048 on CPU, from free memory on GPU)."),
     toxicity_self_test: bool = typer.Option(True, help="Check before scanning that toxic sentences outscore benign ones."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (toxicity)."),
     seed: int = typer.Option(0, help="Seed of the deterministic toxicity sample."),

@@ -227,12 +227,11 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
         raise ConfigError(str(exc)) from None
     except BaseException:  # interrupted (Ctrl-C, --strict, stdout closed): record what is finished
         hooks.stop()
-        write_manifest(out, shards, config, chash, req, time.perf_counter() - t0)
+        write_manifest(out, shards, config, chash, req, time.perf_counter() - t0, _run_stats(analyzers, worker_stats))
         raise
     finally:
         hooks.stop()
-        stats = ({f"worker {pid}": st for pid, st in sorted(worker_stats.items())} if worker_stats else
-                 {a.name: a.stats() for a in analyzers if callable(getattr(a, "stats", None))})
+        stats = _run_stats(analyzers, worker_stats)
         for a in analyzers:
             a.close()
     manifest = write_manifest(out, shards, config, chash, req, time.perf_counter() - t0, stats)
@@ -242,6 +241,20 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
         seconds=time.perf_counter() - t0, summary_written=manifest["summary"]["complete"],
         skipped_analyzers=skipped,
     )
+
+
+def _run_stats(analyzers, worker_stats: dict[int, dict]) -> dict:
+    """Engine statistics for the run record: per analyzer, or per pool worker ("worker PID")."""
+    if worker_stats:
+        return {f"worker {pid}": st for pid, st in sorted(worker_stats.items())}
+    out = {}
+    for a in analyzers:
+        if callable(getattr(a, "stats", None)):
+            try:
+                out[a.name] = a.stats()
+            except Exception as exc:  # noqa: BLE001 - statistics must not hide the run's own outcome
+                out[a.name] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    return out
 
 
 def write_manifest(out: OutDir, shards: Sequence[Shard] | None, config: dict, chash: str,

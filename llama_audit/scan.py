@@ -137,6 +137,8 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
     timings: dict[str, float] = {}
     last_pos = 0
     docs = 0
+    for a in analyzers:
+        a.start_shard(shard.key)
     try:
         for batch, bad, pos in read_shard(shard, text_field=read.text_field, id_field=read.id_field,
                                           batch_docs=read.batch_docs, batch_bytes=read.batch_bytes):

@@ -123,6 +123,8 @@ class OutDir:
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"--out {self.root} exists and is not a directory")
         existing = self.read_config()
+        if existing is not None and existing.get("config_hash") != config_hash(config) and self._holds_nothing():
+            overwrite = True  # e.g. a first run that failed in setup: nothing of it to protect
         if existing is not None and existing.get("config_hash") != config_hash(config):
             if not overwrite:
                 diff = sorted(k for k in set(existing.get("config", {})) | set(config)
@@ -139,6 +141,16 @@ class OutDir:
             d.mkdir(parents=True, exist_ok=True)
         if self.read_config() is None:
             atomic_write_json(self.config_path, {"config_hash": config_hash(config), "config": config})
+
+    def _holds_nothing(self) -> bool:
+        """No shard output at all, finished or being written (annotations, partials, done markers)."""
+        for d in (self.annotations, self.partials, self.done):
+            try:
+                if any(d.iterdir()):
+                    return False
+            except FileNotFoundError:
+                continue
+        return True
 
     def clear(self) -> None:
         for d in (self.annotations, self.partials, self.done, self.summary):

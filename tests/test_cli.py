@@ -126,7 +126,7 @@ def test_option_checks(tmp_path):
     res = invoke("scan", EXAMPLES, "--out", tmp_path / "o2", "--languages", "EN,FR", "--analyzers", "pronouns", "--quiet")
     assert res.exit_code == 0
     assert json.loads((tmp_path / "o2" / "manifest.json").read_text())["config"]["languages"] == ["en", "fr"]
-    for bad in (["--workers", "0"], ["--batch-docs", "-5"], ["--toxicity-sample", "2"]):
+    for bad in (["--workers", "0"], ["--batch-docs", "-5"], ["--toxicity-sample", "2"], ["--toxicity-batch-tokens", "0"]):
         res = invoke("scan", EXAMPLES, "--out", tmp_path / "o3", *bad)
         assert res.exit_code == 2, bad
     res = invoke("report", tmp_path / "o2", "--top", "-1")

@@ -85,6 +85,17 @@ def test_other_configuration_is_refused_unless_overwrite(tmp_path, make_jsonl):
     assert res.shards_run == 3
 
 
+def test_an_out_holding_no_shard_output_takes_the_new_configuration(tmp_path, make_jsonl):
+    """A first run that wrote its config but no shard (e.g. a model failed to load) locks nothing."""
+    corpus(make_jsonl)
+    out = OutDir(tmp_path / "out")
+    out.prepare({"analyzers": ["language"], "other": 1}, overwrite=False)
+    res = run_scan(req(tmp_path))
+    assert res.shards_run == 3
+    with pytest.raises(ConfigError, match="different configuration"):  # now there is something to protect
+        run_scan(req(tmp_path, options=ScanOptions(languages=("en",))))
+
+
 def test_strict_stops_at_first_bad_record(tmp_path, make_jsonl):
     p = make_jsonl("a.jsonl", [{"text": "ok"}])
     with open(p, "a") as f:
@@ -190,6 +201,22 @@ def test_changed_shard_is_scanned_again(tmp_path, make_jsonl):
     import os
     os.utime(p, ns=(1, 1))
     assert run_scan(req(tmp_path)).shards_run == 0
+
+
+def test_interrupted_run_records_engine_stats(tmp_path, make_jsonl):
+    corpus(make_jsonl, shards=3)
+
+    class Interrupt:
+        warn = start = advance = stop = lambda *a, **k: None
+
+        def shard_finished(self, outcome):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_scan(req(tmp_path), Interrupt())
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [s["status"] for s in manifest["shards"]].count("done") == 1
+    assert manifest["runs"][-1]["analyzer_stats"]["language"]  # what the one finished shard cost
 
 
 def test_pool_workers_share_gpus_and_cores(monkeypatch):

@@ -445,3 +445,68 @@ def test_missing_model_default_scan_skips_explicit_scan_fails(tmp_path):
     res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o2"), "--quiet",
                               "--analyzers", "toxicity", "--toxicity-model", missing])
     assert res.exit_code == 2 and "cannot run" in res.output and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.parametrize("broken", ["weights", "config", "tokenizer"])
+def test_corrupt_model_files_are_one_line_errors(tiny_dir, tmp_path, broken):
+    """Files that exist but do not load: exit 2 with one line naming the directory, no traceback;
+    a corrected rerun into the same OUT is accepted (nothing was scanned)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from llama_audit.cli import app
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_dir, bad)
+    if broken == "weights":
+        (bad / "model.safetensors").write_bytes((tiny_dir / "model.safetensors").read_bytes()[:1000])
+    elif broken == "config":
+        (bad / "config.json").write_text("{bad")
+    else:
+        (bad / "tokenizer.json").write_text("{bad")
+    corpus = tmp_path / "c" / "a.jsonl"
+    corpus.parent.mkdir()
+    corpus.write_text(json.dumps({"text": "Hello there, general."}) + "\n")
+    args = ["scan", str(corpus.parent), "--out", str(tmp_path / "o"), "--quiet", "--analyzers", "toxicity",
+            "--languages", "all", "--no-toxicity-self-test"]
+    model, tok = (str(tiny_dir), str(bad)) if broken == "tokenizer" else (str(bad), str(tiny_dir))
+    res = CliRunner().invoke(app, args + ["--toxicity-model", model, "--toxicity-tokenizer", tok])
+    kind = "tokenizer" if broken == "tokenizer" else "model"
+    assert res.exit_code == 2, res.output
+    assert f"toxicity {kind} '{bad}'" in res.output and "cannot be loaded" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(app, args + ["--toxicity-model", str(tiny_dir), "--toxicity-tokenizer", str(tiny_dir)])
+    assert res.exit_code == 0, res.output
+
+
+def test_resumed_or_sliced_scan_gives_the_same_bytes(tiny_dir, tmp_path):
+    """Shards share lines (boilerplate); scanning a shard after others, or alone first and then
+    resuming, gives the same annotation bytes: the line cache does not carry over between shards."""
+    import json
+
+    from llama_audit.job import ScanRequest, run_scan
+
+    rng = np.random.default_rng(1)
+    common = make_lines(120, seed=3)
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for s in range(3):
+        docs = []
+        for i in range(30):
+            picked = rng.choice(len(common), size=int(rng.integers(1, 12)))
+            docs.append({"id": f"{s}-{i}", "text": "\n".join(common[j] for j in picked)})
+        (corpus / f"p{s}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+
+    def scan(out, **kw):
+        return run_scan(ScanRequest(paths=[str(corpus)], out=str(tmp_path / out), analyzers=["toxicity"],
+                                    options=options(tiny_dir, languages=("all",)), **kw))
+
+    scan("whole")
+    scan("resumed", num_shards=3, shard_index=2)  # the last shard alone first...
+    scan("resumed")  # ...then the rest, in one process, after it
+    for sub in ("annotations", "partials"):
+        a = sorted((tmp_path / "whole" / sub).iterdir())
+        b = sorted((tmp_path / "resumed" / sub).iterdir())
+        assert [p.name for p in a] == [p.name for p in b] and len(a) == 3
+        assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b], sub

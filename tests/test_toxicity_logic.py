@@ -28,6 +28,11 @@ def test_document_lines_rules():
     assert document_lines(None) == []
     assert document_lines(" \n\t\n\r\n") == []
     assert document_lines("no newline") == ["no newline"]
+    # invisible format characters are blank at the ends of a line, kept inside it
+    assert document_lines("hello\n\ufeff\n \u200b\u200d \n\u00ad\n a\u200bb \n\u2066x\u2069") == ["hello", "a\u200bb", "x"]
+    assert document_lines("\ufeff\n\u200b") == []
+    # every character str.strip() removes is still removed
+    assert all(document_lines(c + "x" + c) == ["x"] for c in map(chr, range(0x110000)) if c.isspace() and c != "\n")
 
 
 def test_split_documents_counts():

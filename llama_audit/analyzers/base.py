@@ -104,6 +104,11 @@ class Analyzer(ABC):
     def setup(self) -> None:
         """Load models etc. Called once per worker process before the first batch."""
 
+    def start_shard(self, key: str) -> None:
+        """Called before each shard's first batch. State carried from shard to shard (caches) is
+        reset here, so that a shard's output depends on the shard alone: on a rerun, a resume, or
+        whichever worker scans it."""
+
     def config(self) -> dict[str, Any]:
         """Everything that changes this analyzer's output (recorded in the manifest and hashed)."""
         return {}

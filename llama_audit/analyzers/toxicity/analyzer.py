@@ -25,7 +25,8 @@ FIELDS = (
     pa.field("toxicity_frac_ge_0_5", pa.float32()),  # share of lines scoring >= 0.5
 )
 MAX_LENGTH = 512
-LINE_RULE = "split on \\n; lines stripped; lines with a non-whitespace character scored"
+LINE_RULE = ("split on \\n; lines stripped of whitespace and invisible format characters; "
+             "lines with any other character scored")
 
 
 class ToxicityAnalyzer(Analyzer):
@@ -45,6 +46,9 @@ class ToxicityAnalyzer(Analyzer):
         rate = float(options.toxicity_sample)
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"--toxicity-sample {rate}: expected a fraction between 0 and 1")
+        bt = options.toxicity_batch_tokens
+        if bt is not None and (isinstance(bt, bool) or not isinstance(bt, int) or bt < 1):
+            raise ConfigError(f"--toxicity-batch-tokens {bt!r}: expected a positive number of tokens")
         self_test_spec(options.extra.get("toxicity_self_test", True))  # validate early
         self._engine = None
         self._self_test: dict | None = None
@@ -97,6 +101,7 @@ class ToxicityAnalyzer(Analyzer):
             "sample_rate": float(o.toxicity_sample),
             "seed": int(o.seed),
             "precision": str(o.extra.get("toxicity_precision", "auto")),
+            "batch_tokens": o.toxicity_batch_tokens,
             "forward": str(o.extra.get("toxicity_forward", "auto")),
             "self_test": self_test,
         }
@@ -131,6 +136,12 @@ class ToxicityAnalyzer(Analyzer):
         engine.cache.clear()
         engine.reset_stats()
         self._engine = engine
+
+    def start_shard(self, key: str) -> None:
+        """A fresh duplicate-line cache per shard: a cached score comes from whichever batch first
+        held the line, and batched float arithmetic differs in the last bits from batch to batch."""
+        if self._engine is not None:
+            self._engine.cache.clear()
 
     def close(self) -> None:
         if self._engine is not None:

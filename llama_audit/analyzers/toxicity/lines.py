@@ -3,8 +3,10 @@
 Methodology (DESIGN.md, Toxicity): a document's text is split on ``"\\n"``; each line with at
 least one non-whitespace character is scored; the document score is the mean of its line scores.
 A line is scored with its surrounding whitespace stripped (BERT-style tokenizers ignore it, and
-stripping lets ``"foo\\r"`` and ``"foo"`` share one cache entry). Documents with no non-blank line
-have no score.
+stripping lets ``"foo\\r"`` and ``"foo"`` share one cache entry). Invisible format characters
+(zero-width space and joiners, byte order mark, soft hyphen, bidi controls) count as whitespace
+here: a line of nothing else is blank, not an empty input scored as ``[CLS][SEP]``. Documents
+with no non-blank line have no score.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 THRESHOLD = 0.5
+INVISIBLE = ("\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+             "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff")
+_STRIP = "".join(c for c in map(chr, range(0x3100)) if c.isspace()) + INVISIBLE  # all of str.isspace()
 
 
 def document_lines(text: str | None) -> list[str]:
@@ -22,7 +27,7 @@ def document_lines(text: str | None) -> list[str]:
         return []
     out = []
     for line in text.split("\n"):
-        s = line.strip()
+        s = line.strip(_STRIP)
         if s:
             out.append(s)
     return out

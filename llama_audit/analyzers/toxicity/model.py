@@ -165,7 +165,7 @@ def load_model(loc: Located):
 
     use_st = True if (loc.has("model.safetensors") or loc.has("model.safetensors.index.json")) else None
     kwargs = dict(local_files_only=True, trust_remote_code=False, use_safetensors=use_st)
-    with _quiet_transformers():
+    with _quiet_transformers(), _load_errors("model", loc):
         try:
             model = AutoModelForSequenceClassification.from_pretrained(str(loc.path), attn_implementation="sdpa",
                                                                        **kwargs)
@@ -176,6 +176,20 @@ def load_model(loc: Located):
         raise ConfigError(f"toxicity model {loc.spec!r} has {num_labels} output label(s); a 2-class "
                           "classifier (label 1 = toxic) is required")
     return model.eval()
+
+
+@contextlib.contextmanager
+def _load_errors(kind: str, loc: Located):
+    """A file that is there but cannot be loaded (truncated weights, broken JSON, unknown model
+    type): one line naming the directory, not a library traceback."""
+    try:
+        yield
+    except (ConfigError, AnalyzerUnavailable, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever transformers / safetensors / tokenizers raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(f"toxicity {kind} {loc.spec!r} ({loc.path}) cannot be loaded: "
+                          f"{type(exc).__name__}: {first}") from None
 
 
 @contextlib.contextmanager
@@ -201,7 +215,9 @@ def load_tokenizer(loc: Located):
     require_extras()
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(loc.path), use_fast=True, local_files_only=True, trust_remote_code=False)
+    with _load_errors("tokenizer", loc):
+        tok = AutoTokenizer.from_pretrained(str(loc.path), use_fast=True, local_files_only=True,
+                                            trust_remote_code=False)
     if not getattr(tok, "is_fast", False):
         raise ConfigError(f"toxicity tokenizer {loc.spec!r} has no fast tokenizer (tokenizer.json / vocab.txt)")
     return tok
