@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 import time
 from collections import Counter
 from typing import Callable, Sequence
@@ -76,24 +77,29 @@ def language_gate(lang: pa.Array | None, options: ScanOptions, n: int) -> np.nda
     return mask.to_numpy(zero_copy_only=False).astype(bool)
 
 
-def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanOptions,
-                  counts: dict[str, Counter], timings: dict[str, float] | None = None) -> pa.Table:
-    """Run every analyzer on one batch; fold their counts into ``counts``; return the annotation rows.
-    ``timings`` (optional) accumulates seconds per analyzer."""
+def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Array]:
+    """The base annotation columns of a batch; counts its documents, characters and bytes."""
     n = len(batch)
     chars = pa.array([len(t) for t in batch.texts], pa.int64())
-    columns: dict[str, pa.Array] = {
+    corpus = counts.setdefault("corpus", Counter())
+    corpus["documents"] += n
+    corpus["chars"] += int(pc.sum(chars).as_py() or 0)
+    corpus["bytes"] += sum(len(t.encode("utf-8", "surrogatepass")) for t in batch.texts)
+    return {
         "doc_id": pa.array(batch.doc_ids, pa.string()),
         "shard": pa.array([batch.shard] * n, pa.string()),
         "row": pa.array(batch.rows, pa.int64()),
         "chars": chars,
     }
-    # the language gate; None until the language analyzer has run (choose_analyzers runs it first)
-    gate = np.ones(n, dtype=bool) if options.gate_all else None
-    corpus = counts.setdefault("corpus", Counter())
-    corpus["documents"] += n
-    corpus["chars"] += int(pc.sum(chars).as_py() or 0)
-    corpus["bytes"] += sum(len(t.encode("utf-8", "surrogatepass")) for t in batch.texts)
+
+
+def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanOptions,
+                  columns: dict[str, pa.Array], gate: np.ndarray | None, counts: dict[str, Counter],
+                  timings: dict[str, float] | None) -> np.ndarray | None:
+    """Run ``analyzers`` in order, adding their columns to ``columns`` and their counts to
+    ``counts``. ``gate`` is the language scope (None until the language analyzer has run, which
+    computes it); returns it."""
+    n = len(batch)
     for a in analyzers:
         if gate is not None:
             in_scope = gate
@@ -114,10 +120,75 @@ def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanO
         columns.update(new)
         if a.name == "language" and gate is None:
             gate = language_gate(columns["lang"], options, n)
-    if gate is None:
-        gate = language_gate(None, options, n)
-    corpus["in_scope_documents"] += int(gate.sum())
+    return gate
+
+
+def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanOptions,
+                  counts: dict[str, Counter], timings: dict[str, float] | None = None) -> pa.Table:
+    """Run every analyzer on one batch; fold their counts into ``counts``; return the annotation rows.
+    ``timings`` (optional) accumulates seconds per analyzer."""
+    columns, _ = _first_phase(batch, analyzers, options, counts, timings)
     return pa.table(columns)
+
+
+def _first_phase(batch, analyzers, options, counts, timings) -> tuple[dict[str, pa.Array], np.ndarray]:
+    columns = begin_batch(batch, counts)
+    gate = np.ones(len(batch), dtype=bool) if options.gate_all else None
+    gate = run_analyzers(batch, analyzers, options, columns, gate, counts, timings)
+    if gate is None:
+        gate = language_gate(None, options, len(batch))
+    counts["corpus"]["in_scope_documents"] += int(gate.sum())
+    return columns, gate
+
+
+def split_for_overlap(analyzers: Sequence[Analyzer]) -> tuple[list[Analyzer], list[Analyzer]]:
+    """(analyzers run in order on each batch, analyzers run after them in a background thread,
+    overlapping the next batch's reading and first analyzers). The second list holds analyzers
+    that say :meth:`~Analyzer.overlaps` (a GPU model) and that no analyzer of the first list needs."""
+    later = [a for a in analyzers if a.overlaps()]
+    first = [a for a in analyzers if a not in later]
+    later_names = {a.name for a in later}
+    if any(set(a.requires) & later_names for a in first):
+        return list(analyzers), []
+    return first, later
+
+
+def _settle(pending) -> None:
+    """Let a background batch of a failing shard end before the next shard uses the analyzers."""
+    if pending is not None and pending[0].thread is not None:
+        pending[0].thread.join()
+
+
+class _Later:
+    """The background part of one batch: a daemon thread (Ctrl-C must not wait for a model)."""
+
+    def __init__(self, batch, analyzers, options, columns, gate):
+        self.columns = columns
+        self.counts: dict[str, Counter] = {}
+        self.timings: dict[str, float] = {}
+        self.error: BaseException | None = None
+        self.thread = None
+        if analyzers:
+            self.thread = threading.Thread(target=self._run, args=(batch, analyzers, options, gate),
+                                           name="llama-audit-overlap", daemon=True)
+            self.thread.start()
+
+    def _run(self, batch, analyzers, options, gate) -> None:
+        try:
+            run_analyzers(batch, analyzers, options, self.columns, gate, self.counts, self.timings)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the scanning thread by result()
+            self.error = exc
+
+    def result(self, counts: dict[str, Counter], timings: dict[str, float]) -> dict[str, pa.Array]:
+        if self.thread is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+        for name, c in self.counts.items():
+            counts.setdefault(name, Counter()).update(c)
+        for name, t in self.timings.items():
+            timings[name] = timings.get(name, 0.0) + t
+        return self.columns
 
 
 def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions, out: OutDir,
@@ -139,6 +210,20 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
     docs = 0
     for a in analyzers:
         a.start_shard(shard.key)
+    first, later = split_for_overlap(analyzers)
+    pending: tuple[_Later, int, int] | None = None  # a batch whose later analyzers still run
+
+    def finish(job: _Later, n: int, consumed: int) -> None:
+        nonlocal docs
+        columns = job.result(counts, timings)
+        table = pa.table({f.name: columns[f.name] for f in schema}).cast(schema)
+        writer.write(table)
+        if emit is not None:
+            emit(table)
+        docs += n
+        if progress is not None:
+            progress(n, consumed)
+
     try:
         for batch, bad, pos in read_shard(shard, text_field=read.text_field, id_field=read.id_field,
                                           batch_docs=read.batch_docs, batch_bytes=read.batch_bytes):
@@ -149,22 +234,36 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
                 counts["corpus"]["bad/" + rec.reason] += 1
                 if len(bad_samples) < MAX_BAD_SAMPLES:
                     bad_samples.append({"row": rec.row, "reason": rec.reason, "detail": rec.detail})
-            if batch is not None and len(batch):
-                table = analyze_batch(batch, analyzers, options, counts, timings).cast(schema)
-                writer.write(table)
-                if emit is not None:
-                    emit(table)
-                docs += len(batch)
-            if progress is not None:
-                progress(len(batch) if batch is not None else 0, max(pos - last_pos, 0))
+            consumed = max(pos - last_pos, 0)
             last_pos = max(pos, last_pos)
+            if batch is not None and len(batch):
+                # this batch's first analyzers run while the previous batch's later ones finish
+                columns, gate = _first_phase(batch, first, options, counts, timings)
+                if pending is not None:
+                    finish(*pending)  # one batch in the background at a time, in order
+                    pending = None
+                job = _Later(batch, later, options, columns, gate)
+                if later:
+                    pending = (job, len(batch), consumed)
+                else:  # nothing runs in the background
+                    finish(job, len(batch), consumed)
+            elif progress is not None:
+                progress(0, consumed)
+        if pending is not None:
+            finish(*pending)
+            pending = None
         counts["corpus"]["bad_records"] += bad_total
         counts["corpus"]["shards"] += 1
         writer.commit()
     except ShardUnreadable as exc:
+        _settle(pending)
         writer.abort()
         raise ShardFailed(str(exc)) from None
+    except KeyboardInterrupt:  # the background batch's thread is a daemon: do not wait for it
+        writer.abort()
+        raise
     except BaseException:
+        _settle(pending)
         writer.abort()
         raise
     if progress is not None and shard.size > last_pos:

@@ -510,3 +510,65 @@ def test_resumed_or_sliced_scan_gives_the_same_bytes(tiny_dir, tmp_path):
         b = sorted((tmp_path / "resumed" / sub).iterdir())
         assert [p.name for p in a] == [p.name for p in b] and len(a) == 3
         assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b], sub
+
+
+def _overlap_corpus(tmp_path):
+    import json
+
+    rng = np.random.default_rng(2)
+    common = make_lines(80, seed=4)
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for s in range(2):
+        docs = [{"id": f"{s}-{i}", "text": "\n".join(common[j] for j in rng.choice(len(common), size=5))}
+                for i in range(40)]
+        docs[3]["text"] = "   "  # no line to score
+        (corpus / f"p{s}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return corpus
+
+
+def test_overlapped_toxicity_gives_the_same_bytes(tiny_dir, tmp_path):
+    """Toxicity in a background thread, overlapping the next batch (as on a GPU): same annotation,
+    partial and emitted bytes, in the same order, as scoring in line with the other analyzers."""
+    import pyarrow as pa
+
+    from llama_audit.job import ScanRequest, run_scan
+
+    corpus = _overlap_corpus(tmp_path)
+    emitted = {}
+    for mode in (False, True):
+        tables = emitted[mode] = []
+        opts = options(tiny_dir, languages=("all",),
+                       extra={"toxicity_self_test": False, "toxicity_overlap": mode})
+        req = ScanRequest(paths=[str(corpus)], out=str(tmp_path / f"o{mode}"),
+                          analyzers=["pronouns", "toxicity"], options=opts, emitter=tables.append)
+        req.read.batch_docs = 7  # many batches per shard
+        run_scan(req)
+    for sub in ("annotations", "partials"):
+        a = sorted((tmp_path / "oFalse" / sub).iterdir())
+        b = sorted((tmp_path / "oTrue" / sub).iterdir())
+        assert len(a) == 2 and [p.read_bytes() for p in a] == [p.read_bytes() for p in b], sub
+    assert len(emitted[True]) > 6
+    assert pa.concat_tables(emitted[False]).equals(pa.concat_tables(emitted[True]))
+
+
+def test_overlapped_analyzer_error_fails_the_shard(tiny_dir, tmp_path, monkeypatch):
+    from llama_audit.job import ScanRequest, run_scan
+
+    corpus = _overlap_corpus(tmp_path)
+    real = ToxicityAnalyzer.annotate
+    calls = []
+
+    def flaky(self, batch, ctx):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("device lost")
+        return real(self, batch, ctx)
+
+    monkeypatch.setattr(ToxicityAnalyzer, "annotate", flaky)
+    opts = options(tiny_dir, languages=("all",), extra={"toxicity_self_test": False, "toxicity_overlap": True})
+    req = ScanRequest(paths=[str(corpus)], out=str(tmp_path / "o"), analyzers=["toxicity"], options=opts)
+    req.read.batch_docs = 7
+    res = run_scan(req)
+    assert len(res.failed) == 1 and "RuntimeError: device lost" in next(iter(res.failed.values()))
+    assert res.shards_run == 2

@@ -104,6 +104,11 @@ class Analyzer(ABC):
     def setup(self) -> None:
         """Load models etc. Called once per worker process before the first batch."""
 
+    def overlaps(self) -> bool:
+        """True: ``annotate`` may run in a background thread after the other analyzers, while the
+        scan reads and analyzes the next batch (a GPU model). Asked after ``setup()``."""
+        return False
+
     def start_shard(self, key: str) -> None:
         """Called before each shard's first batch. State carried from shard to shard (caches) is
         reset here, so that a shard's output depends on the shard alone: on a rerun, a resume, or

@@ -137,6 +137,14 @@ class ToxicityAnalyzer(Analyzer):
         engine.reset_stats()
         self._engine = engine
 
+    def overlaps(self) -> bool:
+        """On a GPU, score batch i while the CPU reads and analyzes batch i+1 (extra
+        ``toxicity_overlap``: None = on a GPU only, True/False to force)."""
+        forced = self.options.extra.get("toxicity_overlap")
+        if forced is not None:
+            return bool(forced)
+        return self._engine is not None and self._engine.cuda
+
     def start_shard(self, key: str) -> None:
         """A fresh duplicate-line cache per shard: a cached score comes from whichever batch first
         held the line, and batched float arithmetic differs in the last bits from batch to batch."""
