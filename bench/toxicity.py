@@ -226,6 +226,7 @@ def main(argv=None) -> int:
           f"max {lens.max()}) from {DATA.relative_to(ROOT)}")
 
     with_cache = args.cache_run if args.cache_run is not None else cuda
+    cudnn_default = torch.backends.cuda.cudnn_sdp_enabled() if cuda else None
     runners = {f"pipeline bs={bs}": make_pipeline(model, tok, device, bs, args.max_length, amp) for bs in batch_sizes}
     engines = {"engine": make_engine(model, tok, device, args, cache_lines=0, forward=args.forward)}
     if args.compare_forward and engines["engine"].forward_impl == "packed":
@@ -233,6 +234,8 @@ def main(argv=None) -> int:
     if with_cache:
         engines["engine+cache"] = make_engine(model, tok, device, args, cache_lines=500_000, forward=args.forward)
     runners.update({k: e.score for k, e in engines.items()})
+    # an engine may turn cuDNN attention off for the process; each contender runs as it would alone
+    cudnn = {k: (not engines[k].cudnn_attention_off) if k in engines else cudnn_default for k in runners}
     # interleaved rounds over consecutive slices of the lines, alternating the order, so that a
     # machine whose speed drifts (shared CPUs) treats every contender alike
     rounds = max(1, min(args.rounds if args.rounds else (1 if cuda else 4), len(lines)))
@@ -244,6 +247,8 @@ def main(argv=None) -> int:
         part = lines[bounds[r]:bounds[r + 1]]
         names = list(runners) if r % 2 == 0 else list(runners)[::-1]
         for name in names:
+            if cuda:
+                torch.backends.cuda.enable_cudnn_sdp(bool(cudnn[name] and cudnn_default))
             c0 = os.times()
             out, wall = timed(runners[name], part, device)
             c1 = os.times()

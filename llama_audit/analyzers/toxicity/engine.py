@@ -291,8 +291,9 @@ class ToxicityEngine:
             replica = model if i == len(self.devices) - 1 else copy.deepcopy(model)
             self.workers.append(_Worker(replica.to(dev), dev, self.autocast_dtype, self.label_index))
         self.forward_impl, self.forward_note = self._choose_forward(forward)
-        if self.cuda and self.autocast_dtype is not None and not (
-                self.forward_impl == "packed" and self.workers[0].packed.attention == "varlen"):
+        self.cudnn_attention_off = self.cuda and self.autocast_dtype is not None and not (
+            self.forward_impl == "packed" and self.workers[0].packed.attention == "varlen")
+        if self.cudnn_attention_off:
             # scaled_dot_product_attention with a mask goes to cuDNN on recent GPUs, which builds a
             # new graph for every new (rows, width) shape; our batch shapes vary all the time
             torch.backends.cuda.enable_cudnn_sdp(False)
