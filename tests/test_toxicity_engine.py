@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import shutil
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -572,3 +573,35 @@ def test_overlapped_analyzer_error_fails_the_shard(tiny_dir, tmp_path, monkeypat
     res = run_scan(req)
     assert len(res.failed) == 1 and "RuntimeError: device lost" in next(iter(res.failed.values()))
     assert res.shards_run == 2
+
+
+def test_several_devices_share_the_windows(tiny, lines_and_ref):
+    """The multi-GPU path (one replica and thread per device), with two CPU replicas standing in."""
+    import copy
+
+    lines, ref = lines_and_ref
+    eng = ToxicityEngine(*tiny, device="cpu", batch_tokens=128, cache_lines=0)
+    w = eng.workers[0]
+    twin = copy.copy(w)
+    twin.model = copy.deepcopy(w.model)
+    from llama_audit.analyzers.toxicity.packed_bert import packed_or_reason
+
+    twin.packed = packed_or_reason(twin.model)[0]
+    eng.workers = [w, twin]
+    seen = set()
+    real = ToxicityEngine._forward_batch
+
+    def spy(self, worker, win, rows):
+        seen.add(id(worker))
+        time.sleep(0.002)  # a device is busy for a while: the other thread takes the next batch
+        return real(self, worker, win, rows)
+
+    ToxicityEngine._forward_batch = spy
+    try:
+        np.testing.assert_allclose(eng.score(lines), ref, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(eng.score(lines[:50]), ref[:50], atol=1e-5, rtol=0)
+    finally:
+        ToxicityEngine._forward_batch = real
+    assert seen == {id(w), id(twin)}  # both replicas took batches
+    assert eng.stats()["lines_scored"] == len(lines) + 50
+    eng.close()

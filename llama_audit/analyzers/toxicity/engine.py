@@ -35,6 +35,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
@@ -273,6 +274,7 @@ class ToxicityEngine:
         self.dedup = cache_lines > 0
         self._stats = EngineStats()
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # worker threads when there are several devices
         self._tokenizer = tokenizer
         self._backend = self._make_backend(tokenizer, self.max_length)
 
@@ -433,6 +435,9 @@ class ToxicityEngine:
             self._stats = EngineStats()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.workers = []
         self.cache.clear()
         if self.cuda:
@@ -660,24 +665,15 @@ class ToxicityEngine:
 
         if len(self.workers) == 1:
             run(self.workers[0], results)
-        else:
+        else:  # one thread per device, kept for the engine's life (per-thread kernel caches stay warm)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(len(self.workers), thread_name_prefix="toxicity-device")
             sinks: list[list] = [[] for _ in self.workers]
-            errors: list[BaseException] = []
-
-            def guarded(w, s):
-                try:
-                    run(w, s)
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=guarded, args=(w, s), name=f"toxicity-{w.device}")
-                       for w, s in zip(self.workers, sinks)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if errors:
-                raise errors[0]
+            futures = [self._pool.submit(run, w, s) for w, s in zip(self.workers, sinks)]
+            errors = [f.exception() for f in futures]  # waits for all of them
+            for exc in errors:
+                if exc is not None:
+                    raise exc
             for s in sinks:
                 results.extend(s)
         # one device->host copy per batch, after all batches of the window were queued
