@@ -223,7 +223,9 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
                 else:
                     (out.root / "errors" / f"{outcome[1]['key']}.json").unlink(missing_ok=True)
                 hooks.shard_finished(outcome)
-    except AnalyzerUnavailable as exc:
+    except AnalyzerUnavailable as exc:  # a pool worker could not set up an analyzer
+        hooks.stop()
+        write_manifest(out, shards, config, chash, req, time.perf_counter() - t0, _run_stats(analyzers, worker_stats))
         raise ConfigError(str(exc)) from None
     except BaseException:  # interrupted (Ctrl-C, --strict, stdout closed): record what is finished
         hooks.stop()

@@ -123,8 +123,9 @@ class OutDir:
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"--out {self.root} exists and is not a directory")
         existing = self.read_config()
-        if existing is not None and existing.get("config_hash") != config_hash(config) and self._holds_nothing():
-            overwrite = True  # e.g. a first run that failed in setup: nothing of it to protect
+        if (existing is not None and existing.get("config_hash") != config_hash(config)
+                and self.manifest_path.is_file() and self._holds_nothing()):
+            overwrite = True  # a run that ended (manifest) without any shard output, e.g. failed in setup
         if existing is not None and existing.get("config_hash") != config_hash(config):
             if not overwrite:
                 diff = sorted(k for k in set(existing.get("config", {})) | set(config)

@@ -90,6 +90,9 @@ def test_an_out_holding_no_shard_output_takes_the_new_configuration(tmp_path, ma
     corpus(make_jsonl)
     out = OutDir(tmp_path / "out")
     out.prepare({"analyzers": ["language"], "other": 1}, overwrite=False)
+    with pytest.raises(ConfigError, match="different configuration"):  # that run may still be starting
+        run_scan(req(tmp_path))
+    out.manifest_path.write_text("{}")  # it ended (its manifest is written) with no shard output
     res = run_scan(req(tmp_path))
     assert res.shards_run == 3
     with pytest.raises(ConfigError, match="different configuration"):  # now there is something to protect

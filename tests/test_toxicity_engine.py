@@ -605,3 +605,30 @@ def test_several_devices_share_the_windows(tiny, lines_and_ref):
     assert seen == {id(w), id(twin)}  # both replicas took batches
     assert eng.stats()["lines_scored"] == len(lines) + 50
     eng.close()
+
+
+def test_closed_analyzer_does_not_load_the_model_again(tiny_dir):
+    """A batch still running in the background after Ctrl-C must not reload the model."""
+    an = ToxicityAnalyzer(options(tiny_dir))
+    an.setup()
+    an.close()
+    batch = DocBatch("s.jsonl", np.arange(1, dtype=np.int64), ["d0"], ["the dog"])
+    with pytest.raises(RuntimeError, match="closed"):
+        an.annotate(batch, BatchContext(np.ones(1, dtype=bool), {}))
+    assert an._engine is None
+    an.setup()  # an explicit setup opens it again
+    assert an.annotate(batch, BatchContext(np.ones(1, dtype=bool), {}))["toxicity_mean"][0].as_py() is not None
+    an.close()
+
+
+def test_half_precision_checkpoint_is_loaded_in_fp32(tiny_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_dir, half)
+    m = AutoModelForSequenceClassification.from_pretrained(str(tiny_dir))
+    m.to(torch.bfloat16).save_pretrained(half)
+    loaded = tm.load_model(tm.locate(str(half), None, kind="model", option="-"))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    tok = tm.load_tokenizer(tm.locate(str(tiny_dir), None, kind="tokenizer", option="-"))
+    assert ToxicityEngine(loaded, tok, device="cpu").forward_impl == "packed"

@@ -6,6 +6,7 @@ import importlib.util
 import math
 import subprocess
 import sys
+import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -31,6 +32,14 @@ def test_document_lines_rules():
     # invisible format characters are blank at the ends of a line, kept inside it
     assert document_lines("hello\n\ufeff\n \u200b\u200d \n\u00ad\n a\u200bb \n\u2066x\u2069") == ["hello", "a\u200bb", "x"]
     assert document_lines("\ufeff\n\u200b") == []
+    # what BERT's tokenizer deletes (controls, format, private use, unassigned, U+FFFD) is blank too
+    for c in ("\u061c", "\ufffd", "\x01", "\x7f", "\ue000", "\U000e0041", "\u0600", "\ufff9", "\U0010ffff"):
+        assert document_lines("a\n" + c * 3 + "\n") == ["a"], hex(ord(c))
+    assert document_lines("\x01x\ufffd") == ["\x01x\ufffd"]  # kept whole when something is visible
+    for cp in range(0x10000):  # the rule, code point by code point (BMP)
+        c = chr(cp)
+        blank = unicodedata.category(c).startswith("C") or c.isspace() or c == "\ufffd"
+        assert (document_lines(c + c) == []) == blank, hex(cp)
     # every character str.strip() removes is still removed
     assert all(document_lines(c + "x" + c) == ["x"] for c in map(chr, range(0x110000)) if c.isspace() and c != "\n")
 

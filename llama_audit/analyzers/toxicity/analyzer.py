@@ -26,7 +26,7 @@ FIELDS = (
 )
 MAX_LENGTH = 512
 LINE_RULE = ("split on \\n; lines stripped of whitespace and invisible format characters; "
-             "lines with any other character scored")
+             "lines with a character other than whitespace, U+FFFD and categories C* scored")
 
 
 class ToxicityAnalyzer(Analyzer):
@@ -51,6 +51,7 @@ class ToxicityAnalyzer(Analyzer):
             raise ConfigError(f"--toxicity-batch-tokens {bt!r}: expected a positive number of tokens")
         self_test_spec(options.extra.get("toxicity_self_test", True))  # validate early
         self._engine = None
+        self._closed = False
         self._self_test: dict | None = None
         self._sha: dict | None = None
 
@@ -109,6 +110,7 @@ class ToxicityAnalyzer(Analyzer):
     # -- lifecycle ------------------------------------------------------------------------------
 
     def setup(self) -> None:
+        self._closed = False
         if self._engine is not None:
             return
         _model.require_extras()
@@ -152,6 +154,7 @@ class ToxicityAnalyzer(Analyzer):
             self._engine.cache.clear()
 
     def close(self) -> None:
+        self._closed = True
         if self._engine is not None:
             self._engine.close()
             self._engine = None
@@ -179,9 +182,13 @@ class ToxicityAnalyzer(Analyzer):
         if len(idx):
             lines, counts = split_documents(batch.texts[i] for i in idx)
             if lines:
-                if self._engine is None:
+                engine = self._engine
+                if engine is None:
+                    if self._closed:  # e.g. a batch still in the background after Ctrl-C: no reload
+                        raise RuntimeError("toxicity analyzer is closed")
                     self.setup()
-                scores = self._engine.score(lines)
+                    engine = self._engine
+                scores = engine.score(lines)
                 mean[idx], mx[idx], frac[idx] = segment_stats(scores, counts)
                 count[idx] = counts
         null = np.isnan(mean)

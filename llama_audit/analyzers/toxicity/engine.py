@@ -436,7 +436,7 @@ class ToxicityEngine:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait for a window
             self._pool = None
         self.workers = []
         self.cache.clear()

@@ -3,8 +3,9 @@
 Methodology (DESIGN.md, Toxicity): a document's text is split on ``"\\n"``; each line with at
 least one non-whitespace character is scored; the document score is the mean of its line scores.
 A line is scored with its surrounding whitespace stripped (BERT-style tokenizers ignore it, and
-stripping lets ``"foo\\r"`` and ``"foo"`` share one cache entry). Invisible format characters
-(zero-width space and joiners, byte order mark, soft hyphen, bidi controls) count as whitespace
+stripping lets ``"foo\\r"`` and ``"foo"`` share one cache entry). Characters that BERT's
+tokenizer deletes — control, format (zero-width space and joiners, byte order mark, soft hyphen,
+bidi marks), private-use, unassigned and surrogate code points, and U+FFFD — count as whitespace
 here: a line of nothing else is blank, not an empty input scored as ``[CLS][SEP]``. Documents
 with no non-blank line have no score.
 """
@@ -28,9 +29,15 @@ def document_lines(text: str | None) -> list[str]:
     out = []
     for line in text.split("\n"):
         s = line.strip(_STRIP)
-        if s:
+        if s and (_visible(s[0]) or any(map(_visible, s))):  # s[0]: the common case, decided at once
             out.append(s)
     return out
+
+
+def _visible(c: str) -> bool:
+    """Not whitespace, not U+FFFD and not in a category C* (``str.isprintable`` is False for
+    C* and for whitespace other than the space)."""
+    return c.isprintable() and c != " " and c != "\ufffd"
 
 
 def split_documents(texts: Iterable[str | None]) -> tuple[list[str], np.ndarray]:

@@ -161,6 +161,7 @@ def load_model(loc: Located):
     """``AutoModelForSequenceClassification`` from a located directory: no network, no remote code,
     safetensors when present, SDPA attention when the model class supports it."""
     require_extras()
+    import torch
     from transformers import AutoModelForSequenceClassification
 
     use_st = True if (loc.has("model.safetensors") or loc.has("model.safetensors.index.json")) else None
@@ -171,6 +172,8 @@ def load_model(loc: Located):
                                                                        **kwargs)
         except (ValueError, ImportError, TypeError):  # model class without SDPA support, or old transformers
             model = AutoModelForSequenceClassification.from_pretrained(str(loc.path), **kwargs)
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model = model.float()  # a bf16/fp16 checkpoint: fp32 weights, the engine's autocast sets the precision
     num_labels = int(getattr(model.config, "num_labels", 0))
     if num_labels < 2:
         raise ConfigError(f"toxicity model {loc.spec!r} has {num_labels} output label(s); a 2-class "
