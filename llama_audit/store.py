@@ -154,7 +154,7 @@ class OutDir:
         return True
 
     def clear(self) -> None:
-        for d in (self.annotations, self.partials, self.done, self.summary):
+        for d in (self.annotations, self.partials, self.done, self.summary, self.root / "errors"):
             shutil.rmtree(d, ignore_errors=True)
         for p in (self.config_path, self.manifest_path):
             p.unlink(missing_ok=True)

@@ -81,8 +81,10 @@ def test_other_configuration_is_refused_unless_overwrite(tmp_path, make_jsonl):
     run_scan(req(tmp_path))
     with pytest.raises(ConfigError, match="different configuration.*languages"):
         run_scan(req(tmp_path, options=ScanOptions(languages=("en",))))
+    (tmp_path / "out" / "errors").mkdir(exist_ok=True)
+    (tmp_path / "out" / "errors" / "stale.json").write_text("{}")
     res = run_scan(req(tmp_path, options=ScanOptions(languages=("en",)), overwrite=True))
-    assert res.shards_run == 3
+    assert res.shards_run == 3 and not (tmp_path / "out" / "errors" / "stale.json").exists()
 
 
 def test_an_out_holding_no_shard_output_takes_the_new_configuration(tmp_path, make_jsonl):
