@@ -86,6 +86,9 @@ def display_tables(report: dict, *, top: int = 5, min_pct: float = 0.005, paper:
     if "toxicity" in report and "documents_scored" in report["toxicity"]:
         t = report["toxicity"]
         rows = [["documents scored", t["documents_scored"]], ["% documents >= 0.5", _f(t["pct_ge_0_5"])]]
+        if t.get("pct_ge_0_5_ci95"):
+            lo, hi = t["pct_ge_0_5_ci95"]
+            rows.append([f"  95% interval ({t['sample_rate']:.0%} sample)", f"{_f(lo)} - {_f(hi)}"])
         rows += [[f"quantile {k}", f"{v:.4f}" if v is not None else ""] for k, v in t.get("quantiles", {}).items()]
         note = "Llama 2: about 0.2% of documents >= 0.5 (Figure 13)" if paper else ""
         out.append(DisplayTable("toxicity", f"Toxicity ({t.get('model')})", ["", "value"], rows, note))
@@ -151,6 +154,9 @@ def render_csv(report: dict, **kw) -> str:
     if "documents_scored" in t:
         w.writerow(["toxicity", "", "documents_scored", t["documents_scored"], "", ""])
         w.writerow(["toxicity", "", "ge_0_5", "", t["pct_ge_0_5"], ""])
+        if t.get("pct_ge_0_5_ci95"):
+            w.writerow(["toxicity", "ci95", "ge_0_5_low", "", t["pct_ge_0_5_ci95"][0], ""])
+            w.writerow(["toxicity", "ci95", "ge_0_5_high", "", t["pct_ge_0_5_ci95"][1], ""])
         for k, v in t.get("quantiles", {}).items():
             w.writerow(["toxicity", "quantile", k, "", v, ""])
     pi = report.get("pii", {})

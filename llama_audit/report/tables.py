@@ -107,8 +107,14 @@ def pii_section(c: Counter, corpus_chars: int) -> dict:
 def toxicity_section(c: Counter, cfg: dict) -> dict:
     from llama_audit.analyzers.toxicity.summary import summarize_toxicity  # pure; no torch import
 
+    from llama_audit.analyzers.toxicity.summary import wilson_interval
+
     section = {"model": cfg.get("model", "tomh/toxigen_hatebert"), "sample_rate": cfg.get("sample_rate")}
     section.update(summarize_toxicity(c))
+    rate = cfg.get("sample_rate")
+    if rate is not None and rate < 1.0:  # a sample estimates the corpus share: say how precisely
+        ci = wilson_interval(section["documents_ge_0_5"], section["documents_scored"])
+        section["pct_ge_0_5_ci95"] = [100.0 * ci[0], 100.0 * ci[1]] if ci else None
     return section
 
 
