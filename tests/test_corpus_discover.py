@@ -56,7 +56,10 @@ def test_detect_format():
     assert detect_format("x.txt") == "txt"
     assert detect_format("x.arrow") == "hf_arrow"
     assert detect_format("x.csv") is None
-    assert detect_format("x.txt.gz") is None
+    assert detect_format("x.txt.gz") == "txt.gz"
+    assert detect_format("x.TXT.ZST") == "txt.zst"
+    assert detect_format("x.txt.zstd") == "txt.zst"
+    assert detect_format("x.txt.bz2") is None
     assert detect_format("jsonl") is None
 
 

@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from llama_audit.analyzers.base import DocBatch
-from llama_audit.corpus import discover, make_shard, read_shard
+from llama_audit.corpus import ShardUnreadable, discover, make_shard, read_shard
 from llama_audit.corpus import readers
 
 TEXTS = [
@@ -135,13 +135,15 @@ def test_multi_member_gzip_and_multi_frame_zstd(tmp_path):
         assert bad == [] and [d[2] for d in docs] == ["a0", "a1", "a2", "b0", "b1"], name
 
 
-@pytest.mark.parametrize("name", ["x.jsonl", "x.jsonl.gz", "x.jsonl.zst", "x.txt"])
+@pytest.mark.parametrize("name", ["x.jsonl", "x.jsonl.gz", "x.jsonl.zst", "x.txt", "x.txt.gz", "x.txt.zst"])
 def test_tiny_read_chunks_give_identical_results(tmp_path, monkeypatch, name):
     """Lines and UTF-8 sequences cut across every possible block boundary."""
     records = [{"id": i, "text": t} for i, t in enumerate(TEXTS * 3)]
-    raw = jsonl_bytes(records) if name != "x.txt" else "\n".join(TEXTS).encode()
-    enc = {"x.jsonl": lambda b: b, "x.txt": lambda b: b, "x.jsonl.gz": gzip.compress,
-           "x.jsonl.zst": lambda b: zstandard.ZstdCompressor().compress(b)}[name]
+    txt = ".txt" in name
+    raw = jsonl_bytes(records) if not txt else "\n".join(TEXTS).encode()
+    zst = lambda b: zstandard.ZstdCompressor().compress(b)  # noqa: E731
+    enc = {"x.jsonl": lambda b: b, "x.txt": lambda b: b, "x.jsonl.gz": gzip.compress, "x.txt.gz": gzip.compress,
+           "x.jsonl.zst": zst, "x.txt.zst": zst}[name]
     shard = make_shard(str(write(tmp_path / name, enc(raw))))
     expected = read_all(shard)[:2]
     monkeypatch.setattr(readers, "_PLAIN_CHUNK", 7)
@@ -149,7 +151,9 @@ def test_tiny_read_chunks_give_identical_results(tmp_path, monkeypatch, name):
     monkeypatch.setattr(readers, "_GZ_OUT_MAX", 11)
     monkeypatch.setattr(readers, "_ZST_IN_CHUNK", 3)
     assert read_all(shard)[:2] == expected
-    assert len(expected[0]) == (len(records) if name != "x.txt" else 1)
+    assert len(expected[0]) == (len(records) if not txt else 1)
+    if txt:
+        assert expected[0][0][2] == "\n".join(TEXTS)
 
 
 def test_document_larger_than_read_block(tmp_path):
@@ -161,11 +165,31 @@ def test_document_larger_than_read_block(tmp_path):
         assert [len(b) for b in batches] == [1, 1, 1]  # the big one is alone in its batch
 
 
-def test_txt_is_one_document(tmp_path):
+@pytest.mark.parametrize("name", ["doc.txt", "doc.txt.gz", "doc.txt.zst"])
+def test_txt_is_one_document(tmp_path, name):
     text = "First line.\nSecond — line.\r\n\nLast line without newline"
-    shard = make_shard(str(write(tmp_path / "doc.txt", b"\xef\xbb\xbf" + text.encode())))
+    data = b"\xef\xbb\xbf" + text.encode()
+    if name.endswith(".gz"):
+        data = gzip.compress(data[:20]) + gzip.compress(data[20:])  # two gzip members
+    elif name.endswith(".zst"):
+        data = zstandard.ZstdCompressor().compress(data)
+    shard = make_shard(str(write(tmp_path / name, data)))
     docs, bad, batches = read_all(shard, batch_docs=1, batch_bytes=1)
-    assert bad == [] and docs == [(0, "doc.txt:0", text)] and len(batches) == 1
+    assert bad == [] and docs == [(0, f"{name}:0", text)] and len(batches) == 1
+
+
+def test_compressed_txt_bad_input(tmp_path):
+    bad_utf8 = gzip.compress(b"fine text \xff\xfe here")
+    docs, bad, _ = read_all(make_shard(str(write(tmp_path / "u.txt.gz", bad_utf8))))
+    assert docs == [] and [(b.row, b.reason) for b in bad] == [(0, "invalid_utf8")]
+    assert bad[0].detail == "invalid UTF-8 at byte 10 of the decompressed text"
+    whole = gzip.compress(("word " * 20000).encode())
+    docs, bad, _ = read_all(make_shard(str(write(tmp_path / "t.txt.gz", whole[: len(whole) // 2]))))
+    assert docs == [] and [b.reason for b in bad] == ["truncated_stream"]
+    with pytest.raises(ShardUnreadable, match="not a gzip file"):
+        read_all(make_shard(str(write(tmp_path / "plain.txt.gz", b"just text"))))
+    with pytest.raises(ShardUnreadable, match="not a zstd file"):
+        read_all(make_shard(str(write(tmp_path / "plain.txt.zst", b"just text"))))
 
 
 # --- Parquet ----------------------------------------------------------------------------------

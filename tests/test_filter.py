@@ -150,3 +150,25 @@ def test_redaction_keeps_big_integers_exact(tmp_path):
     assert cleaned["id"] == 123456789012345678901234567891
     assert cleaned["meta"]["h"] == 340282366920938463463374607431768211455
     assert cleaned["text"] == "mail <EMAIL_ADDRESS> now"
+
+
+def test_text_files_plain_and_compressed(tmp_path):
+    """One-document text files: dropped ones are not written, redacted ones keep their compression."""
+    import zstandard
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    mail = EN + " Write to ana.lopez@example.org today."
+    (corpus / "a.txt").write_text(mail, encoding="utf-8")
+    (corpus / "b.txt.gz").write_bytes(gzip.compress(("\ufeff" + mail).encode()))
+    (corpus / "c.txt.zst").write_bytes(zstandard.ZstdCompressor().compress(mail.encode()))
+    (corpus / "d.txt.gz").write_bytes(gzip.compress(FR.encode()))
+    out = scan(tmp_path, analyzers=("language", "pii"))
+    res = run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), drop=["lang != 'en'"], redact="pii"))
+    assert res.kept == 3 and dict(res.dropped) == {"drop: lang != 'en'": 1}
+    clean = tmp_path / "clean"
+    expected = EN + " Write to <EMAIL_ADDRESS> today."
+    assert (clean / "a.txt").read_text(encoding="utf-8") == expected
+    assert gzip.decompress((clean / "b.txt.gz").read_bytes()).decode() == expected
+    assert zstandard.ZstdDecompressor().stream_reader((clean / "c.txt.zst").read_bytes()).read().decode() == expected
+    assert not (clean / "d.txt.gz").exists()

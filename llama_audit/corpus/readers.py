@@ -1,7 +1,8 @@
 """Streaming shard readers: one shard in, DocBatches and bad records out.
 
 Memory is bounded by the batch limits (and, for Parquet, by one row group's text column): no
-reader loads a shard whole, except ``.txt`` whose whole file is, by definition, one document.
+reader loads a shard whole, except ``.txt`` (``.gz``/``.zst``) whose whole file is, by definition,
+one document.
 
 Every reader keeps the same ledger: each record of the input ends up either in a yielded
 :class:`DocBatch` or as a :class:`BadRecord`, never both, never neither. A stream that ends early
@@ -79,7 +80,7 @@ def read_shard(
         return _open_parquet(shard, *opts)
     if fmt == "hf_arrow":
         return _open_arrow(shard, *opts)
-    if fmt == "txt":
+    if fmt in ("txt", "txt.gz", "txt.zst"):
         return _open_txt(shard)
     raise UnsupportedFormat(f"{shard.path}: unknown shard format {fmt!r}")
 
@@ -309,23 +310,26 @@ def _not_json_lines(first: bytes) -> str | None:
     return None
 
 
-def _open_jsonl(shard: Shard, tf: str, idf: str, batch_docs: int, batch_bytes: int) -> Iterator[Item]:
+def _open_stream(shard: Shard) -> tuple[_Source, Iterator[bytes]]:
+    """The shard's bytes, decompressed (``.gz``/``.zst`` by the format), in blocks."""
     src = _Source(shard.path)
-    if shard.format == "jsonl":
-        chunks = _plain_chunks(src)
-    else:
-        magic = src.peek_magic(shard.path)
-        if shard.format == "jsonl.gz":
-            if magic and not magic.startswith(_GZIP_MAGIC):
-                src.close()
-                raise ShardUnreadable(f"{shard.path}: not a gzip file (bad magic bytes)")
-            chunks = _gzip_chunks(src)
-        else:
-            skippable = len(magic) == 4 and magic[0] & 0xF0 == 0x50 and magic[1:] == b"\x2a\x4d\x18"
-            if magic and not (magic == _ZSTD_MAGIC or skippable):
-                src.close()
-                raise ShardUnreadable(f"{shard.path}: not a zstd file (bad magic bytes)")
-            chunks = _zstd_chunks(src)
+    if not shard.format.endswith((".gz", ".zst")):
+        return src, _plain_chunks(src)
+    magic = src.peek_magic(shard.path)
+    if shard.format.endswith(".gz"):
+        if magic and not magic.startswith(_GZIP_MAGIC):
+            src.close()
+            raise ShardUnreadable(f"{shard.path}: not a gzip file (bad magic bytes)")
+        return src, _gzip_chunks(src)
+    skippable = len(magic) == 4 and magic[0] & 0xF0 == 0x50 and magic[1:] == b"\x2a\x4d\x18"
+    if magic and not (magic == _ZSTD_MAGIC or skippable):
+        src.close()
+        raise ShardUnreadable(f"{shard.path}: not a zstd file (bad magic bytes)")
+    return src, _zstd_chunks(src)
+
+
+def _open_jsonl(shard: Shard, tf: str, idf: str, batch_docs: int, batch_bytes: int) -> Iterator[Item]:
+    src, chunks = _open_stream(shard)
     # Read the first block now: a whole-JSON document (not JSON lines) is refused up front.
     err: _StreamEnd | None = None
     try:
@@ -614,34 +618,47 @@ def _arrow_file_items(shard: Shard, src, reader, tf: str, idf: str, batch_docs: 
 # plain text
 
 
+def shard_bytes(shard: Shard) -> bytes:
+    """The whole (decompressed) content of a one-document shard (``.txt``, ``.txt.gz``, ``.txt.zst``),
+    for rewriting it. Raises ShardUnreadable if it cannot be read to the end."""
+    src, chunks = _open_stream(shard)
+    try:
+        return b"".join(chunks)
+    except _StreamEnd as e:
+        raise ShardUnreadable(f"{shard.path}: {e.detail}") from None
+    finally:
+        src.close()
+
+
 def _open_txt(shard: Shard) -> Iterator[Item]:
     if os.path.isdir(shard.path):
         raise ShardUnreadable(f"{shard.path}: cannot open: is a directory")
-    src = _Source(shard.path)
-    return _txt_items(shard, src)
+    src, chunks = _open_stream(shard)
+    return _txt_items(shard, src, chunks)
 
 
-def _txt_items(shard: Shard, src: _Source) -> Iterator[Item]:
+def _txt_items(shard: Shard, src: _Source, chunks: Iterator[bytes]) -> Iterator[Item]:
     dec = codecs.getincrementaldecoder("utf-8")("strict")
     parts: list[str] = []
     bad: BadRecord | None = None
-    offset = 0  # file offset of the first byte of the data being decoded (decoder buffer included)
+    where = "" if shard.format == "txt" else " of the decompressed text"
+    seen = 0  # bytes (decompressed) handed to the decoder so far
+    offset = 0  # position of the first byte of the data being decoded (decoder buffer included)
     try:
         first = True
-        while True:
-            start = src.pos
-            b = src.read(_PLAIN_CHUNK)
+        for b in chunks:
             if first:
                 first = False
                 if b.startswith(_BOM):
                     b = b[3:]
-                    start += 3
-            offset = start - len(dec.getstate()[0])
-            parts.append(dec.decode(b, final=not b))
-            if not b:
-                break
+                    seen = 3
+            offset = seen - len(dec.getstate()[0])
+            parts.append(dec.decode(b))
+            seen += len(b)
+        offset = seen - len(dec.getstate()[0])
+        parts.append(dec.decode(b"", final=True))
     except UnicodeDecodeError as u:
-        bad = BadRecord(0, "invalid_utf8", f"invalid UTF-8 at byte {offset + u.start}")
+        bad = BadRecord(0, "invalid_utf8", f"invalid UTF-8 at byte {offset + u.start}{where}")
     except _StreamEnd as e:
         bad = BadRecord(0, e.reason, e.detail)
     finally:

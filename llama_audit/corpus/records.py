@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 #: Shard formats, as found in :attr:`Shard.format`.
-FORMATS: tuple[str, ...] = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "hf_arrow")
+FORMATS: tuple[str, ...] = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "txt.gz", "txt.zst", "hf_arrow")
 
 #: File name endings recognised by :func:`~llama_audit.corpus.discover`, longest first, and the
 #: format each maps to. Matched case-insensitively.
@@ -16,6 +16,9 @@ SUFFIXES: tuple[tuple[str, str], ...] = (
     (".jsonl.zst", "jsonl.zst"),
     (".ndjson.zst", "jsonl.zst"),
     (".json.zst", "jsonl.zst"),
+    (".txt.zstd", "txt.zst"),
+    (".txt.zst", "txt.zst"),
+    (".txt.gz", "txt.gz"),
     (".jsonl.gz", "jsonl.gz"),
     (".ndjson.gz", "jsonl.gz"),
     (".json.gz", "jsonl.gz"),
@@ -41,7 +44,7 @@ BAD_REASONS: tuple[str, ...] = (
 
 SUPPORTED_FORMATS_TEXT = (
     "JSON lines (.jsonl, .ndjson, .json; compressed .jsonl.gz, .json.gz, .jsonl.zst, .json.zst), "
-    "Parquet (.parquet, .pq), plain text (.txt, one document per file), "
+    "Parquet (.parquet, .pq), plain text (.txt, .txt.gz, .txt.zst; one document per file), "
     "Arrow (.arrow) and directories written by datasets' save_to_disk"
 )
 

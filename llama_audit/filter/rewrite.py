@@ -38,9 +38,9 @@ def redact_spans(text: str, spans: list[dict]) -> str:
 
 
 def _open_out(path: Path, fmt: str):
-    if fmt == "jsonl.gz":
+    if fmt.endswith(".gz"):
         return gzip.GzipFile(path, "wb", mtime=0)
-    if fmt == "jsonl.zst":
+    if fmt.endswith(".zst"):
         import zstandard
 
         return zstandard.ZstdCompressor(level=3).stream_writer(open(path, "wb"), closefd=True)
@@ -58,7 +58,7 @@ def rewrite_shard(shard: Shard, dest: Path, keep: np.ndarray, redact_rows: dict[
             _rewrite_arrow(shard, tmp, keep, redact_rows, text_field, parquet=True)
         elif shard.format == "hf_arrow":
             _rewrite_arrow(shard, tmp, keep, redact_rows, text_field, parquet=False)
-        elif shard.format == "txt":
+        elif shard.format in ("txt", "txt.gz", "txt.zst"):
             if not _kept(keep, 0):  # a dropped one-document file is not written at all
                 tmp.unlink(missing_ok=True)
                 dest.unlink(missing_ok=True)
@@ -135,9 +135,12 @@ def _rewrite_arrow(shard, tmp, keep, redact_rows, text_field, *, parquet: bool) 
 
 
 def _rewrite_txt(shard, tmp, redact_rows) -> None:
-    data = Path(shard.path).read_bytes()
+    from llama_audit.corpus.readers import shard_bytes
+
+    data = shard_bytes(shard)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if 0 in redact_rows:
         data = redact_spans(data.decode("utf-8"), redact_rows[0]).encode("utf-8")
-    Path(tmp).write_bytes(data)
+    with _open_out(tmp, shard.format) as f:  # compressed as the input was
+        f.write(data)
