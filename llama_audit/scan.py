@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from llama_audit import partials
 from llama_audit.analyzers.base import Analyzer, BatchContext, DocBatch, ScanOptions
-from llama_audit.corpus import BadRecord, Shard, ShardUnreadable, read_shard
+from llama_audit.corpus import Shard, ShardUnreadable, read_shard
 from llama_audit.store import AtomicParquetWriter, OutDir, atomic_write_json, atomic_write_table
 
 BASE_FIELDS = [

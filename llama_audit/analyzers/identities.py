@@ -12,7 +12,6 @@ from collections import Counter
 from typing import Mapping
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from llama_audit.analyzers._columns import count_values
 from llama_audit.analyzers.base import Analyzer, BatchContext, DocBatch

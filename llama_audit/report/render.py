@@ -11,7 +11,7 @@ import io
 import json
 from typing import Any
 
-from llama_audit.report.tables import AXES, AXIS_LABELS, paper_reference
+from llama_audit.report.tables import AXIS_LABELS, paper_reference
 
 PRONOUN_LABELS = {"she": "She (she, her, hers, herself)", "he": "He (he, him, his, himself)",
                   "unspecified": "Unspecified (they, them, their, ...)", "1st": "1st (I, me, my, mine, myself, ...)",
