@@ -16,7 +16,8 @@ from llama_audit.analyzers.base import Analyzer, AnalyzerUnavailable, ConfigErro
 from llama_audit.analyzers.registry import available_names, load_class, resolve_order
 from llama_audit.corpus import Shard, discover
 from llama_audit.executors import run_local, run_pool
-from llama_audit.scan import ReadOptions, fingerprint
+from llama_audit.hashing import fingerprint
+from llama_audit.scan import ReadOptions
 from llama_audit.store import OutDir, atomic_write_json, atomic_write_table, config_hash
 
 DEPENDENCIES = ("pyarrow", "numpy", "fasttext-numpy2", "orjson", "zstandard", "phonenumbers",

@@ -13,7 +13,7 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 from llama_audit.text import TokenizedBatch, tokenize
 
 

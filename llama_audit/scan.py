@@ -7,7 +7,6 @@ temporary files and renamed into place, and the done marker is written last.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import threading
 import time
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 from llama_audit import partials
 from llama_audit.analyzers.base import Analyzer, BatchContext, DocBatch, ScanOptions
 from llama_audit.corpus import Shard, ShardUnreadable, read_shard
+from llama_audit.hashing import fingerprint
 from llama_audit.store import AtomicParquetWriter, OutDir, atomic_write_json, atomic_write_table
 
 BASE_FIELDS = [
@@ -48,17 +48,6 @@ class ReadOptions:
     id_field: str = "id"
     batch_docs: int | None = None  # None: 1024, or 8192 when a GPU-batched analyzer (toxicity) runs
     batch_bytes: int | None = None  # None: 4 MiB, or 32 MiB with toxicity
-
-
-def fingerprint(path: str, size: int) -> str:
-    """Cheap identity of a shard file: size + sha256 of its first and last MiB."""
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 2 << 20:
-            f.seek(size - (1 << 20))
-            h.update(f.read(1 << 20))
-    return h.hexdigest()[:32]
 
 
 def annotation_schema(analyzers: Sequence[Analyzer]) -> pa.Schema:

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 
 PARQUET_OPTIONS = dict(compression="zstd", write_statistics=True, use_dictionary=True)
 

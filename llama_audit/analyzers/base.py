@@ -16,31 +16,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import pyarrow as pa
 
-Counts = Counter  # str -> int; merged with ``+`` / ``update``
-
-
-class AnalyzerUnavailable(Exception):
-    """The analyzer cannot run here (missing extra, missing model). The message says how to fix it."""
-
-
-class ConfigError(Exception):
-    """A user-facing configuration problem, reported as one line (exit code 2)."""
-
-
-@dataclasses.dataclass
-class DocBatch:
-    """A batch of documents from one shard. ``rows`` are record indices inside the shard."""
-
-    shard: str
-    rows: np.ndarray  # int64
-    doc_ids: list[str]
-    texts: list[str]
-    # per-batch work shared between analyzers (e.g. the one tokenisation pass); not data
-    cache: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
+from llama_audit.types import AnalyzerUnavailable, ConfigError, Counts, DocBatch  # noqa: F401 - re-exported for plugins
 
 @dataclasses.dataclass
 class BatchContext:

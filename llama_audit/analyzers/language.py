@@ -11,10 +11,8 @@ fastText C++ binding is the reference and the fallback for models FastLid does n
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -23,7 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llama_audit.analyzers.base import Analyzer, AnalyzerUnavailable, BatchContext, ConfigError, DocBatch
+from llama_audit.analyzers.base import Analyzer, BatchContext
+from llama_audit.hashing import file_sha256
+from llama_audit.types import AnalyzerUnavailable, ConfigError, DocBatch
 
 EMBEDDED_MODEL = "lid.176.ftz"
 EMBEDDED_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
@@ -34,18 +34,8 @@ def embedded_model_path() -> Path:
     return Path(str(resources.files("llama_audit") / "models" / EMBEDDED_MODEL))
 
 
-@lru_cache(maxsize=8)
-def file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_sha256(path: Path) -> str:
-    st = path.stat()
-    return file_sha256(str(path), st.st_size, st.st_mtime_ns)
+    return file_sha256(path)
 
 
 class LanguageAnalyzer(Analyzer):

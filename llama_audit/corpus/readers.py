@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..analyzers.base import DocBatch
+from ..types import DocBatch
 from .records import BadRecord, Shard, ShardUnreadable, UnsupportedFormat
 
 Item = tuple["DocBatch | None", "list[BadRecord]", int]

@@ -15,7 +15,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 
 _CMP = {ast.Eq: pc.equal, ast.NotEq: pc.not_equal, ast.Lt: pc.less, ast.LtE: pc.less_equal,
         ast.Gt: pc.greater, ast.GtE: pc.greater_equal}

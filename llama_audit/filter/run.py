@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 from llama_audit.corpus import Shard
 from llama_audit.filter.expr import Predicate
 from llama_audit.filter.rewrite import rewrite_shard
-from llama_audit.scan import fingerprint
+from llama_audit.hashing import fingerprint
 from llama_audit.store import OutDir, atomic_write_json, atomic_write_table, config_hash
 
 LOG_SCHEMA = pa.schema([("doc_id", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("reason", pa.string())])

@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 from llama_audit import partials
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 from llama_audit.store import OutDir
 
 AXES = ["religion", "gender_and_sex", "nationality", "race_ethnicity", "sexual_orientation"]

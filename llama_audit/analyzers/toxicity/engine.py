@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 from llama_audit.analyzers.toxicity.packed_bert import host_layout, packed_or_reason
 
 CPU_BUDGET_TOKENS = 2048  # BERT-base on CPU: per-token cost flat from ~256 to ~2k tokens, worse above

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib.util
 import os
-import threading
 from pathlib import Path
 
-from llama_audit.analyzers.base import AnalyzerUnavailable, ConfigError
+from llama_audit.hashing import file_sha256
+from llama_audit.types import AnalyzerUnavailable, ConfigError
 
 DEFAULT_MODEL = "tomh/toxigen_hatebert"
 DEFAULT_TOKENIZER = "bert-base-uncased"
@@ -108,30 +107,6 @@ def locate(spec: str, revision: str | None, *, kind: str, option: str) -> Locate
         raise AnalyzerUnavailable(missing)
     snapshot = Path(next(iter(found.values()))).parent
     return Located(spec, snapshot, "cache", snapshot.name)
-
-
-# ---------------------------------------------------------------------------------------------
-# sha256 of files, computed lazily and cached per (path, size, mtime)
-
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-_HASH_LOCK = threading.Lock()
-
-
-def file_sha256(path: Path) -> str:
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    key = (real, st.st_size, st.st_mtime_ns)
-    with _HASH_LOCK:
-        if key in _HASH_CACHE:
-            return _HASH_CACHE[key]
-    h = hashlib.sha256()
-    with open(real, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    with _HASH_LOCK:
-        _HASH_CACHE[key] = digest
-    return digest
 
 
 def files_sha256(loc: Located, kind: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 
 # Test inputs for a hate-speech classifier (ToxiGen style statements about groups). They exist
 # only to check the model; they are never written to any output.

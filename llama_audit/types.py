@@ -1,0 +1,40 @@
+"""The ground floor: types every layer shares (errors, the document batch). Imports nothing of
+llama-audit, so that ``corpus/``, ``lexicon.py``, ``store.py`` and the analyzers can all use it
+without importing upward."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+Counts = Counter  # str -> int; merged with ``+`` / ``update``
+
+
+class ConfigError(Exception):
+    """A user-facing configuration problem, reported as one line (exit code 2)."""
+
+
+class AnalyzerUnavailable(Exception):
+    """The analyzer cannot run here (missing extra, missing model). The message says how to fix it."""
+
+
+@dataclasses.dataclass
+class DocBatch:
+    """A batch of documents from one shard. ``rows`` are record indices inside the shard.
+
+    ``fields`` holds, for every record field path an analyzer or option asked for (dotted paths
+    into nested records, e.g. ``meta.source``), one value per document (None where absent)."""
+
+    shard: str
+    rows: np.ndarray  # int64
+    doc_ids: list[str]
+    texts: list[str]
+    fields: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    # per-batch work shared between analyzers (e.g. the one tokenisation pass); not data
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.texts)
