@@ -5,8 +5,19 @@
 
 Datasets: the bundled web samples (``examples/web_samples/*.jsonl.gz``, field ``text``, newlines
 replaced by spaces as the language analyzer does, empty documents skipped) and, when its path is
-given, a JSON-lines file of sentences with fields ``text`` and gold ``lang`` (e.g.
-/work/shared/data/lid_dev_sentences.jsonl).
+given as LID_DEV.jsonl, labelled sentences: one JSON object per line with the sentence in
+``text`` and its gold ISO 639-1 code in ``lang`` (other fields are ignored).
+
+The labelled sentences we measure with are not in the repository (6 MB): the first 300 lines of
+each of the 75 files ``language-testdata/sentences/<iso>.txt`` of lingua-py
+(https://github.com/pemistahl/lingua-py, commit 754ce21122c0, Apache-2.0; sentences from the
+Wortschatz corpora of Leipzig University), stripped of surrounding whitespace: 22,500 sentences,
+``lang`` = the file's name. From a checkout of that commit::
+
+    python -c "import json, pathlib, sys; [print(json.dumps({'text': t.strip(), 'lang': p.stem}, ensure_ascii=False))
+        for p in sorted(pathlib.Path(sys.argv[1]).glob('*.txt'))
+        for t in p.read_text(encoding='utf-8').splitlines()[:300]]" \\
+        lingua-py/language-testdata/sentences > lid_dev_sentences.jsonl
 
 For each: top-1 label agreement, max / mean |probability difference|, accuracy against the gold
 ``lang`` for both (top-1, and with the analyzer's 0.5 threshold), and MB/s of both on one core
@@ -129,7 +140,8 @@ def run(name: str, texts: list[str], gold: list[str] | None, model_path: str, tr
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dev", nargs="?", help="JSON-lines file with text and gold lang")
+    ap.add_argument("dev", nargs="?", metavar="LID_DEV.jsonl",
+                    help="labelled sentences: JSON lines with text and gold lang (see above; optional)")
     ap.add_argument("--model", default=str(embedded_model_path()), help="fastText .ftz/.bin (default: embedded lid.176.ftz)")
     ap.add_argument("--trials", type=int, default=5)
     args = ap.parse_args()

@@ -57,11 +57,9 @@ def datatrove_seconds(python: str, folder: Path, mode: str) -> float:
 
 
 def ours_seconds(folder: Path, analyzers: list[str], engine: str = "auto") -> float:
-    from llama_audit.analyzers.base import ScanOptions
-
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
-        run_scan(ScanRequest(paths=[str(folder)], out=out, analyzers=analyzers, options=ScanOptions(lid_engine=engine)))
+        run_scan(ScanRequest(paths=[str(folder)], out=out, analyzers=analyzers, options={"language": {"engine": engine}}))
         return time.perf_counter() - t
 
 

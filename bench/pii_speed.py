@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from llama_audit.analyzers.base import BatchContext, DocBatch, ScanOptions
+from llama_audit.analyzers.base import BatchContext, DocBatch
 from llama_audit.analyzers.pii import PiiAnalyzer
 
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     mb = mb_once * repeats
 
     types = tuple(args.types.split(",")) if args.types else None
-    analyzer = PiiAnalyzer(ScanOptions(pii_types=types, pii_region=args.region))
+    analyzer = PiiAnalyzer({"types": types, "region": args.region})
     analyzer.setup()
     batches = []
     for b0 in range(0, len(texts), args.batch_size):

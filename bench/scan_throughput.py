@@ -29,12 +29,11 @@ from common import build_corpus, one_core, text_mb, timed  # noqa: E402
 
 import orjson  # noqa: E402
 
-from llama_audit.analyzers.base import ScanOptions  # noqa: E402
-from llama_audit.analyzers.registry import resolve_order  # noqa: E402
+from llama_audit.analyzers.registry import build_analyzers  # noqa: E402
 from llama_audit.corpus import discover, read_shard  # noqa: E402
 from llama_audit.job import ScanRequest, run_scan  # noqa: E402
 from llama_audit.lexicon import Lexicon, builtin_path  # noqa: E402
-from llama_audit.scan import analyze_batch  # noqa: E402
+from llama_audit.scan import Scope, analyze_batch  # noqa: E402
 
 
 def raw_read(paths):
@@ -56,17 +55,16 @@ def our_read(folder):
 
 
 def run_analyzers(batches, names, languages):
-    options = ScanOptions(languages=languages)
-    analyzers = [cls(options) for cls in resolve_order(names)]
-    if "language" in names:
-        analyzers.sort(key=lambda a: a.name != "language")
+    analyzers = build_analyzers(names)  # default options
+    analyzers.sort(key=lambda a: a.scope_column is None)  # the scope provider runs first, as in a scan
+    scope = Scope(tuple(languages), next((a.scope_column for a in analyzers if a.scope_column), None))
     for a in analyzers:
         a.setup()
 
     def go():
         for b in batches:
             b.cache.clear()
-            analyze_batch(b, analyzers, options, {})
+            analyze_batch(b, analyzers, scope, {})
     return go
 
 

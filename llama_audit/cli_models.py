@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
-
-import typer
+import click
 
 from llama_audit.analyzers.toxicity.model import DEFAULT_MODEL, DEFAULT_TOKENIZER
 
-models_app = typer.Typer(help="Download and list the models the analyzers load (toxicity classifier, tokenizer).",
-                         no_args_is_help=True, add_completion=False)
+
+
+@click.group(no_args_is_help=True)
+def models_app() -> None:
+    """Download and list the models the analyzers load (toxicity classifier, tokenizer)."""
+
 
 MODEL_PATTERNS = ["config.json", "*.safetensors", "*.safetensors.index.json"]
 BIN_PATTERNS = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
@@ -27,9 +29,9 @@ TOKENIZER_PATTERNS = ["tokenizer.json", "tokenizer_config.json", "special_tokens
 _TRUE = {"1", "on", "yes", "true"}
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+def _fail(message: str) -> click.exceptions.Exit:
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(1)
 
 
 def _offline() -> bool:
@@ -48,19 +50,18 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
-def _download(repo: str, revision: Optional[str], patterns: list[str], timeout: float) -> Path:
+def _download(repo: str, revision: str | None, patterns: list[str], timeout: float) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=patterns, etag_timeout=timeout))
 
 
 @models_app.command("fetch")
-def fetch(
-    toxicity_model: str = typer.Option(DEFAULT_MODEL, "--toxicity-model", help="hub id of the toxicity classifier"),
-    toxicity_revision: Optional[str] = typer.Option(None, "--toxicity-revision", help="branch, tag or commit"),
-    toxicity_tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--toxicity-tokenizer", help="hub id of its tokenizer"),
-    timeout: float = typer.Option(10.0, "--timeout", help="seconds to wait for the hub before giving up"),
-) -> None:
+@click.option("--toxicity-model", default=DEFAULT_MODEL, show_default=True, help="hub id of the toxicity classifier")
+@click.option("--toxicity-revision", default=None, help="branch, tag or commit")
+@click.option("--toxicity-tokenizer", default=DEFAULT_TOKENIZER, show_default=True, help="hub id of its tokenizer")
+@click.option("--timeout", default=10.0, type=float, show_default=True, help="seconds to wait for the hub before giving up")
+def fetch(toxicity_model, toxicity_revision, toxicity_tokenizer, timeout) -> None:
     """Download the toxicity model and tokenizer into the Hugging Face cache (needs network)."""
     try:
         import huggingface_hub  # noqa: F401
@@ -69,7 +70,7 @@ def fetch(
     if _offline():
         raise _fail("HF_HUB_OFFLINE is set, so nothing can be downloaded; unset it on a machine with network, "
                     "or copy the model there and pass --toxicity-model PATH")
-    from llama_audit.analyzers.base import AnalyzerUnavailable
+    from llama_audit.types import AnalyzerUnavailable
     from llama_audit.analyzers.toxicity.model import locate
 
     jobs = [("toxicity model", toxicity_model, toxicity_revision, "model", "--toxicity-model"),
@@ -89,7 +90,7 @@ def fetch(
             loc = locate(repo, revision, kind=kind, option=option)
         except AnalyzerUnavailable as exc:
             raise _fail(f"{label} {repo!r} downloaded to {path} but is incomplete: {exc}") from None
-        typer.echo(f"{label}: {repo} @ {loc.revision} -> {loc.path}")
+        click.echo(f"{label}: {repo} @ {loc.revision} -> {loc.path}")
 
 
 def _size(path: Path) -> int:
@@ -97,16 +98,15 @@ def _size(path: Path) -> int:
 
 
 @models_app.command("list")
-def list_models(
-    toxicity_model: str = typer.Option(DEFAULT_MODEL, "--toxicity-model", help="hub id or directory to check"),
-    toxicity_revision: Optional[str] = typer.Option(None, "--toxicity-revision"),
-    toxicity_tokenizer: str = typer.Option(DEFAULT_TOKENIZER, "--toxicity-tokenizer", help="hub id or directory"),
-) -> None:
+@click.option("--toxicity-model", default=DEFAULT_MODEL, show_default=True, help="hub id or directory to check")
+@click.option("--toxicity-revision", default=None)
+@click.option("--toxicity-tokenizer", default=DEFAULT_TOKENIZER, show_default=True, help="hub id or directory")
+def list_models(toxicity_model, toxicity_revision, toxicity_tokenizer) -> None:
     """Show which models are available locally (cache or directory) and where."""
     from rich.console import Console
     from rich.table import Table
 
-    from llama_audit.analyzers.base import AnalyzerUnavailable
+    from llama_audit.types import AnalyzerUnavailable
     from llama_audit.analyzers.toxicity.model import hub_cache_dir, locate, missing_extras
 
     table = Table(title=f"models (Hugging Face cache: {hub_cache_dir()})")

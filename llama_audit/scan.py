@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llama_audit import partials
-from llama_audit.analyzers.base import Analyzer, BatchContext, DocBatch, ScanOptions
-from llama_audit.corpus import Shard, ShardUnreadable, read_shard
+from llama_audit.analyzers.base import Analyzer, BatchContext
+from llama_audit.types import DocBatch
+from llama_audit.corpus import ReadSpec, Shard, ShardUnreadable, read_shard
 from llama_audit.hashing import fingerprint
 from llama_audit.store import AtomicParquetWriter, OutDir, atomic_write_json, atomic_write_table
 
@@ -44,10 +45,19 @@ class ShardFailed(Exception):
 
 @dataclasses.dataclass
 class ReadOptions:
+    """A :class:`~llama_audit.corpus.ReadSpec` whose batch limits may be left to the job (None),
+    which fills them in for the analyzers chosen before any shard is read."""
+
     text_field: str = "text"
     id_field: str = "id"
     batch_docs: int | None = None  # None: 1024, or 8192 when a GPU-batched analyzer (toxicity) runs
     batch_bytes: int | None = None  # None: 4 MiB, or 32 MiB with toxicity
+    fields: tuple[str, ...] = ()  # record field paths projected into DocBatch.fields
+
+    def spec(self) -> ReadSpec:
+        """The read spec; limits still None take ReadSpec's defaults."""
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return ReadSpec(**given)
 
 
 def annotation_schema(analyzers: Sequence[Analyzer]) -> pa.Schema:
@@ -57,13 +67,28 @@ def annotation_schema(analyzers: Sequence[Analyzer]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def language_gate(lang: pa.Array | None, options: ScanOptions, n: int) -> np.ndarray:
-    if options.gate_all:
-        return np.ones(n, dtype=bool)
-    if lang is None:  # no language analyzer: nothing is in scope for a language gate
-        return np.zeros(n, dtype=bool)
-    mask = pc.is_in(lang, value_set=pa.array(list(options.languages), pa.string()))
-    return mask.to_numpy(zero_copy_only=False).astype(bool)
+ALL_LANGUAGES = "all"  # --languages all: no scope gate
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """The language scope gate: documents whose ``column`` (written by the analyzer that declares
+    ``scope_column``) holds one of ``languages`` are in scope; ``all`` puts every document in."""
+
+    languages: tuple[str, ...] = ("en",)
+    column: str | None = None  # None: no scope provider runs
+
+    @property
+    def everything(self) -> bool:
+        return ALL_LANGUAGES in self.languages
+
+    def gate(self, labels: pa.Array | None, n: int) -> np.ndarray:
+        if self.everything:
+            return np.ones(n, dtype=bool)
+        if labels is None:  # no scope provider: nothing is in scope for a language gate
+            return np.zeros(n, dtype=bool)
+        mask = pc.is_in(labels, value_set=pa.array(list(self.languages), pa.string()))
+        return mask.to_numpy(zero_copy_only=False).astype(bool)
 
 
 def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Array]:
@@ -82,17 +107,17 @@ def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Arr
     }
 
 
-def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanOptions,
+def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
                   columns: dict[str, pa.Array], gate: np.ndarray | None, counts: dict[str, Counter],
                   timings: dict[str, float] | None) -> np.ndarray | None:
     """Run ``analyzers`` in order, adding their columns to ``columns`` and their counts to
-    ``counts``. ``gate`` is the language scope (None until the language analyzer has run, which
+    ``counts``. ``gate`` is the language scope (None until the scope provider has run, which
     computes it); returns it."""
     n = len(batch)
     for a in analyzers:
         if gate is not None:
             in_scope = gate
-        else:  # before language: scoped analyzers would see an empty scope (never happens via a job)
+        else:  # before the scope provider: scoped analyzers would see an empty scope (never via a job)
             in_scope = np.zeros(n, dtype=bool) if a.scoped else np.ones(n, dtype=bool)
         ctx = BatchContext(in_scope=in_scope, columns=columns)
         t0 = time.perf_counter()
@@ -107,25 +132,27 @@ def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanO
         if timings is not None:
             timings[a.name] = timings.get(a.name, 0.0) + time.perf_counter() - t0
         columns.update(new)
-        if a.name == "language" and gate is None:
-            gate = language_gate(columns["lang"], options, n)
+        if gate is None and a.scope_column is not None:
+            gate = scope.gate(columns[a.scope_column], n)
     return gate
 
 
-def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], options: ScanOptions,
+def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
                   counts: dict[str, Counter], timings: dict[str, float] | None = None) -> pa.Table:
     """Run every analyzer on one batch; fold their counts into ``counts``; return the annotation rows.
     ``timings`` (optional) accumulates seconds per analyzer."""
-    columns, _ = _first_phase(batch, analyzers, options, counts, timings)
+    columns, _ = analyze_in_order(batch, analyzers, scope, counts, timings)
     return pa.table(columns)
 
 
-def _first_phase(batch, analyzers, options, counts, timings) -> tuple[dict[str, pa.Array], np.ndarray]:
+def analyze_in_order(batch, analyzers, scope: Scope, counts, timings) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """The base columns and ``analyzers``' columns of one batch, run in order in this thread;
+    returns them with the scope gate (counted into the corpus's in-scope documents)."""
     columns = begin_batch(batch, counts)
-    gate = np.ones(len(batch), dtype=bool) if options.gate_all else None
-    gate = run_analyzers(batch, analyzers, options, columns, gate, counts, timings)
+    gate = np.ones(len(batch), dtype=bool) if scope.everything else None
+    gate = run_analyzers(batch, analyzers, scope, columns, gate, counts, timings)
     if gate is None:
-        gate = language_gate(None, options, len(batch))
+        gate = scope.gate(None, len(batch))
     counts["corpus"]["in_scope_documents"] += int(gate.sum())
     return columns, gate
 
@@ -134,37 +161,37 @@ def split_for_overlap(analyzers: Sequence[Analyzer]) -> tuple[list[Analyzer], li
     """(analyzers run in order on each batch, analyzers run after them in a background thread,
     overlapping the next batch's reading and first analyzers). The second list holds analyzers
     that say :meth:`~Analyzer.overlaps` (a GPU model) and that no analyzer of the first list needs."""
-    later = [a for a in analyzers if a.overlaps()]
-    first = [a for a in analyzers if a not in later]
-    later_names = {a.name for a in later}
-    if any(set(a.requires) & later_names for a in first):
+    background = [a for a in analyzers if a.overlaps()]
+    foreground = [a for a in analyzers if a not in background]
+    background_names = {a.name for a in background}
+    if any(set(a.requires) & background_names for a in foreground):
         return list(analyzers), []
-    return first, later
+    return foreground, background
 
 
-def _settle(pending) -> None:
+def _wait_for_background(pending: tuple[BackgroundBatch, int, int] | None) -> None:
     """Let a background batch of a failing shard end before the next shard uses the analyzers."""
     if pending is not None and pending[0].thread is not None:
         pending[0].thread.join()
 
 
-class _Later:
+class BackgroundBatch:
     """The background part of one batch: a daemon thread (Ctrl-C must not wait for a model)."""
 
-    def __init__(self, batch, analyzers, options, columns, gate):
+    def __init__(self, batch, analyzers, scope: Scope, columns, gate):
         self.columns = columns
         self.counts: dict[str, Counter] = {}
         self.timings: dict[str, float] = {}
         self.error: BaseException | None = None
         self.thread = None
         if analyzers:
-            self.thread = threading.Thread(target=self._run, args=(batch, analyzers, options, gate),
+            self.thread = threading.Thread(target=self._run, args=(batch, analyzers, scope, gate),
                                            name="llama-audit-overlap", daemon=True)
             self.thread.start()
 
-    def _run(self, batch, analyzers, options, gate) -> None:
+    def _run(self, batch, analyzers, scope, gate) -> None:
         try:
-            run_analyzers(batch, analyzers, options, self.columns, gate, self.counts, self.timings)
+            run_analyzers(batch, analyzers, scope, self.columns, gate, self.counts, self.timings)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the scanning thread by result()
             self.error = exc
 
@@ -180,7 +207,7 @@ class _Later:
         return self.columns
 
 
-def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions, out: OutDir,
+def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: OutDir,
                read: ReadOptions, *, strict: bool = False, progress: Progress | None = None,
                config_hash: str = "", emit: Callable[[pa.Table], None] | None = None) -> dict:
     """Scan one shard; returns its done-marker record. Raises ShardFailed / StrictError."""
@@ -199,10 +226,10 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
     docs = 0
     for a in analyzers:
         a.start_shard(shard.key)
-    first, later = split_for_overlap(analyzers)
-    pending: tuple[_Later, int, int] | None = None  # a batch whose later analyzers still run
+    foreground, background = split_for_overlap(analyzers)
+    pending: tuple[BackgroundBatch, int, int] | None = None  # a batch whose background analyzers still run
 
-    def finish(job: _Later, n: int, consumed: int) -> None:
+    def finish(job: BackgroundBatch, n: int, consumed: int) -> None:
         nonlocal docs
         columns = job.result(counts, timings)
         table = pa.table({f.name: columns[f.name] for f in schema}).cast(schema)
@@ -214,8 +241,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
             progress(n, consumed)
 
     try:
-        for batch, bad, pos in read_shard(shard, text_field=read.text_field, id_field=read.id_field,
-                                          batch_docs=read.batch_docs, batch_bytes=read.batch_bytes):
+        for batch, bad, pos in read_shard(shard, read.spec()):
             for rec in bad:
                 if strict:
                     raise StrictError(f"{shard.rel}: record {rec.row + 1}: {rec.reason} ({rec.detail})")
@@ -226,13 +252,13 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
             consumed = max(pos - last_pos, 0)
             last_pos = max(pos, last_pos)
             if batch is not None and len(batch):
-                # this batch's first analyzers run while the previous batch's later ones finish
-                columns, gate = _first_phase(batch, first, options, counts, timings)
+                # this batch's foreground analyzers run while the previous batch's background ones finish
+                columns, gate = analyze_in_order(batch, foreground, scope, counts, timings)
                 if pending is not None:
                     finish(*pending)  # one batch in the background at a time, in order
                     pending = None
-                job = _Later(batch, later, options, columns, gate)
-                if later:
+                job = BackgroundBatch(batch, background, scope, columns, gate)
+                if background:
                     pending = (job, len(batch), consumed)
                 else:  # nothing runs in the background
                     finish(job, len(batch), consumed)
@@ -245,14 +271,14 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], options: ScanOptions
         counts["corpus"]["shards"] += 1
         writer.commit()
     except ShardUnreadable as exc:
-        _settle(pending)
+        _wait_for_background(pending)
         writer.abort()
         raise ShardFailed(str(exc)) from None
     except KeyboardInterrupt:  # the background batch's thread is a daemon: do not wait for it
         writer.abort()
         raise
     except BaseException:
-        _settle(pending)
+        _wait_for_background(pending)
         writer.abort()
         raise
     if progress is not None and shard.size > last_pos:

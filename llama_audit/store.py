@@ -1,6 +1,6 @@
 """The OUT directory: layout, atomic writes, the config lock-in, done markers and the manifest.
 
-Layout (DESIGN.md)::
+Layout (docs/outputs.md)::
 
     OUT/config.json            what this OUT was scanned with; a rerun must match it (or --overwrite)
     OUT/manifest.json          config + versions + shard list with states, bad-record counts, timings
@@ -16,6 +16,7 @@ Slurm slice, ``merge``) can rewrite it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +46,19 @@ def _tmp_near(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to: renamed onto ``path`` when the block ends,
+    removed if it raises, so a crash never leaves a half file that looks finished."""
+    tmp = _tmp_near(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -101,6 +115,7 @@ class OutDir:
         self.partials = self.root / "partials"
         self.done = self.root / "done"
         self.summary = self.root / "summary"
+        self.errors = self.root / "errors"
         self.config_path = self.root / "config.json"
         self.manifest_path = self.root / "manifest.json"
 
@@ -113,6 +128,9 @@ class OutDir:
 
     def done_path(self, key: str) -> Path:
         return self.done / f"{key}.json"
+
+    def error_path(self, key: str) -> Path:
+        return self.errors / f"{key}.json"
 
     def summary_path(self) -> Path:
         return self.summary / "counts.parquet"
@@ -154,7 +172,7 @@ class OutDir:
         return True
 
     def clear(self) -> None:
-        for d in (self.annotations, self.partials, self.done, self.summary, self.root / "errors"):
+        for d in (self.annotations, self.partials, self.done, self.summary, self.errors):
             shutil.rmtree(d, ignore_errors=True)
         for p in (self.config_path, self.manifest_path):
             p.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""The one normalisation and tokenisation used by every lexicon analyzer (DESIGN.md, Methodology).
+"""The one normalisation and tokenisation used by every lexicon analyzer (docs/methodology.md).
 
 Text and lexicon terms go through the same steps, so a term matches a document when its token
 sequence occurs contiguously among the document's tokens: hyphens, apostrophes and punctuation

@@ -1,19 +1,19 @@
-"""The command line end to end (Typer's runner, in process): scan + report on the example corpus."""
+"""The command line end to end (click's runner, in process): scan + report on the example corpus."""
 
 import json
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from llama_audit import __version__
-from llama_audit.cli import app
+from llama_audit.cli import command
 from conftest import EXAMPLES
 
 runner = CliRunner()
 
 
 def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    return runner.invoke(command(), [str(a) for a in args])
 
 
 def test_version_and_help_on_every_command():
@@ -43,19 +43,21 @@ def test_scan_and_report_json_on_the_example_corpus(tmp_path):
         assert res.exit_code == 0 and "christian" in res.stdout, fmt
     # rerun resumes: nothing to scan
     res = invoke("scan", EXAMPLES, "--out", out, "--analyzers", "language,pronouns,identities")
-    assert res.exit_code == 0 and "4 shard(s) already done" in res.output
+    assert res.exit_code == 0 and "4 shard(s) already done" in res.stderr
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     res = invoke("scan", tmp_path / "missing", "--out", tmp_path / "o")
-    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "error:" in res.stderr and "Traceback" not in res.output
+    assert [line for line in res.stderr.splitlines() if not line.startswith("warning:")] == \
+        [f"error: no such file or directory: {tmp_path / 'missing'}"] and res.stdout == ""
     (tmp_path / "x.docx").write_text("x")
     res = invoke("scan", tmp_path / "x.docx", "--out", tmp_path / "o")
-    assert res.exit_code == 2 and "supported" in res.output
+    assert res.exit_code == 2 and "supported" in res.stderr
     res = invoke("report", tmp_path / "nowhere")
-    assert res.exit_code == 2 and "no manifest.json" in res.output
+    assert res.exit_code == 2 and "no manifest.json" in res.stderr
     res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--analyzers", "nope")
-    assert res.exit_code == 2 and "unknown analyzer 'nope'" in res.output
+    assert res.exit_code == 2 and "unknown analyzer 'nope'" in res.stderr
 
 
 def test_strict_exit_code(tmp_path):
@@ -63,7 +65,7 @@ def test_strict_exit_code(tmp_path):
     bad.parent.mkdir()
     bad.write_text('{"text": "fine"}\n{oops\n')
     res = invoke("scan", bad.parent, "--out", tmp_path / "o", "--strict", "--analyzers", "language")
-    assert res.exit_code == 2 and "malformed_json" in res.output
+    assert res.exit_code == 2 and "malformed_json" in res.stderr
 
 
 def test_emit_jsonl_streams_annotations(tmp_path):
@@ -85,7 +87,7 @@ def test_merge_after_slices(tmp_path):
                      "--num-shards", 2, "--shard-index", i)
         assert res.exit_code == 0
     res = invoke("merge", tmp_path / "o")
-    assert res.exit_code == 0 and "4 of 4 shards done" in res.output
+    assert res.exit_code == 0 and "4 of 4 shards done" in res.stderr
 
 
 def test_emit_into_a_closed_pipe_stops_quietly(tmp_path):
@@ -122,20 +124,21 @@ def test_report_into_a_closed_pipe_exits_141(tmp_path, fmt):
 
 def test_option_checks(tmp_path):
     res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--languages", "xx", "--analyzers", "pronouns")
-    assert res.exit_code == 2 and "'xx' not among the language model's" in res.output
+    assert res.exit_code == 2 and "'xx' not among the language model's" in res.stderr
     res = invoke("scan", EXAMPLES, "--out", tmp_path / "o2", "--languages", "EN,FR", "--analyzers", "pronouns", "--quiet")
     assert res.exit_code == 0
     assert json.loads((tmp_path / "o2" / "manifest.json").read_text())["config"]["languages"] == ["en", "fr"]
     for bad in (["--workers", "0"], ["--batch-docs", "-5"], ["--toxicity-sample", "2"], ["--toxicity-batch-tokens", "0"]):
         res = invoke("scan", EXAMPLES, "--out", tmp_path / "o3", *bad)
         assert res.exit_code == 2, bad
+        assert bad[0] in res.stderr and not (tmp_path / "o3").exists(), bad  # checked before OUT is written
     res = invoke("report", tmp_path / "o2", "--top", "-1")
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and "--top" in res.stderr
 
 
 def test_missing_text_field_everywhere_warns(tmp_path):
     res = invoke("scan", EXAMPLES, "--out", tmp_path / "o", "--text-field", "body", "--analyzers", "language")
-    assert res.exit_code == 0 and "no document was read" in res.output and "--text-field 'body'" in res.output
+    assert res.exit_code == 0 and "no document was read" in res.stderr and "--text-field 'body'" in res.stderr
 
 
 def test_gzip_data_under_a_plain_name(tmp_path):
@@ -143,4 +146,4 @@ def test_gzip_data_under_a_plain_name(tmp_path):
     (tmp_path / "c").mkdir()
     shutil.copy(next(EXAMPLES.glob("*.gz")), tmp_path / "c" / "misnamed.jsonl")
     res = invoke("scan", tmp_path / "c", "--out", tmp_path / "o", "--analyzers", "language")
-    assert res.exit_code == 1 and "name it .jsonl.gz" in res.output
+    assert res.exit_code == 1 and "name it .jsonl.gz" in res.stderr

@@ -1,15 +1,14 @@
 """`estimate`: times the analyzers on a sample and projects a full scan."""
 
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
-from llama_audit.analyzers.base import ScanOptions
-from llama_audit.cli import app
+from llama_audit.cli import command
 from llama_audit.estimate import estimate
 from conftest import EXAMPLES
 
 
 def test_estimate_projects_from_a_sample():
-    est = estimate([str(EXAMPLES)], analyzers=["language", "pronouns", "pii"], options=ScanOptions(), sample_mb=0.5)
+    est = estimate([str(EXAMPLES)], analyzers=["language", "pronouns", "pii"], options={}, sample_mb=0.5)
     assert est.shards == 4 and est.sample_documents > 0
     assert est.analyzers == ["language", "pronouns", "pii"]
     assert set(est.seconds_per_mb) == {"language", "pronouns", "pii", "total"}
@@ -20,7 +19,7 @@ def test_estimate_projects_from_a_sample():
 
 
 def test_estimate_cli():
-    res = CliRunner().invoke(app, ["estimate", str(EXAMPLES), "--analyzers", "language", "--sample-mb", "0.3",
-                                   "--workers", "4"])
+    res = CliRunner().invoke(command(), ["estimate", str(EXAMPLES), "--analyzers", "language", "--sample-mb", "0.3",
+                                         "--workers", "4"])
     assert res.exit_code == 0, res.output
     assert "MB/s per core" in res.stdout and "projected analysis time" in res.stdout and "4 workers" in res.stdout

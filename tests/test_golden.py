@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,12 @@ def content(path: Path) -> str:
 
 
 def outputs(out: Path) -> dict[str, str]:
+    """Content hash per output file, named without the shard key's path hash (the mixed corpus
+    lives in a temporary directory whose path changes from run to run)."""
     files = {}
     for sub in ("annotations", "partials", "summary"):
         for p in sorted((out / sub).glob("*.parquet")):
-            files[f"{sub}/{p.name}"] = content(p)
+            files[f"{sub}/{re.sub(r'-[0-9a-f]{8}[.]parquet$', '.parquet', p.name)}"] = content(p)
     report = json.loads(cli("report", out, "--format", "json").stdout)
     files["report.json"] = hashlib.sha256(json.dumps(report, sort_keys=True).encode()).hexdigest()
     return files

@@ -6,11 +6,12 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from llama_audit.analyzers.base import ConfigError, ScanOptions
-from llama_audit.job import ScanRequest, merge, run_scan
+from llama_audit.job import ScanRequest, run_scan
+from llama_audit.manifest import merge
 from llama_audit.report.tables import build_report
 from llama_audit.scan import StrictError
 from llama_audit.store import OutDir
+from llama_audit.types import ConfigError
 
 TEXTS = ["She likes the Catholic church.", "He is Jewish and gay.", "They said you and I are American.",
          "No pronoun here.", "An e-mail: a@b.example", ""]
@@ -23,7 +24,7 @@ def corpus(make_jsonl, shards=3, per=4):
 
 def req(tmp_path, **kw):
     base = dict(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "out"),
-                analyzers=["language", "pronouns", "identities"], options=ScanOptions(languages=("all",)))
+                analyzers=["language", "pronouns", "identities"], languages=("all",))
     base.update(kw)
     return ScanRequest(**base)
 
@@ -80,10 +81,10 @@ def test_other_configuration_is_refused_unless_overwrite(tmp_path, make_jsonl):
     corpus(make_jsonl)
     run_scan(req(tmp_path))
     with pytest.raises(ConfigError, match="different configuration.*languages"):
-        run_scan(req(tmp_path, options=ScanOptions(languages=("en",))))
+        run_scan(req(tmp_path, languages=("en",)))
     (tmp_path / "out" / "errors").mkdir(exist_ok=True)
     (tmp_path / "out" / "errors" / "stale.json").write_text("{}")
-    res = run_scan(req(tmp_path, options=ScanOptions(languages=("en",)), overwrite=True))
+    res = run_scan(req(tmp_path, languages=("en",), overwrite=True))
     assert res.shards_run == 3 and not (tmp_path / "out" / "errors" / "stale.json").exists()
 
 
@@ -98,7 +99,7 @@ def test_an_out_holding_no_shard_output_takes_the_new_configuration(tmp_path, ma
     res = run_scan(req(tmp_path))
     assert res.shards_run == 3
     with pytest.raises(ConfigError, match="different configuration"):  # now there is something to protect
-        run_scan(req(tmp_path, options=ScanOptions(languages=("en",))))
+        run_scan(req(tmp_path, languages=("en",)))
 
 
 def test_strict_stops_at_first_bad_record(tmp_path, make_jsonl):
@@ -175,7 +176,8 @@ def test_unknown_analyzer_is_a_config_error(tmp_path, make_jsonl):
 def test_language_gate_without_language_model_is_an_error(tmp_path, make_jsonl):
     corpus(make_jsonl)
     with pytest.raises(ConfigError, match="needs the language analyzer.*--languages all"):
-        run_scan(req(tmp_path, analyzers=None, options=ScanOptions(lid_model=str(tmp_path / "missing.bin"))))
+        run_scan(req(tmp_path, analyzers=None, languages=("en",),
+                         options={"language": {"model": str(tmp_path / "missing.bin")}}))
 
 
 def test_pool_worker_setup_failure_is_a_config_error(tmp_path, make_jsonl, monkeypatch):
@@ -184,7 +186,7 @@ def test_pool_worker_setup_failure_is_a_config_error(tmp_path, make_jsonl, monke
     bad.write_bytes(b"not a fasttext model")
     with pytest.raises(ConfigError, match="lid.bin"):
         run_scan(req(tmp_path, analyzers=["language"], workers=2,
-                     options=ScanOptions(languages=("all",), lid_model=str(bad), lid_engine="fastlid")))
+                     languages=("all",), options={"language": {"model": str(bad), "engine": "fastlid"}}))
 
 
 def test_changed_shard_is_scanned_again(tmp_path, make_jsonl):
@@ -226,26 +228,43 @@ def test_interrupted_run_records_engine_stats(tmp_path, make_jsonl):
 
 def test_pool_workers_share_gpus_and_cores(monkeypatch):
     """Pool worker k scores toxicity on cuda:k mod #GPUs, not on every GPU; on the CPU each of N
-    workers gets cores/N torch threads."""
+    workers gets cores/N torch threads. The pool asks each analyzer (``worker_options``); the
+    others keep their options as they are."""
     torch = pytest.importorskip("torch")
-    from llama_audit.executors import share_devices
+    from llama_audit.analyzers.language import LanguageAnalyzer
+    from llama_audit.analyzers.pii import PiiAnalyzer
+    from llama_audit.analyzers.toxicity import ToxicityAnalyzer
+    from llama_audit.executors.base import ScanPlan
+    from llama_audit.executors.worker import worker_options
+    from llama_audit.scan import ReadOptions, Scope
 
+    share = ToxicityAnalyzer.worker_options
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
-    opts = ScanOptions()
+    opts = ToxicityAnalyzer.options_from()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert share_devices(["toxicity"], opts, 3, 4).extra["toxicity_threads"] == 4
-    assert share_devices(["toxicity"], opts, 0, 40).extra["toxicity_threads"] == 1
-    mine = ScanOptions(extra={"toxicity_threads": 7})
-    assert share_devices(["toxicity"], mine, 0, 4) is mine  # an explicit choice is kept
+    assert share(opts, 3, 4).threads == 4
+    assert share(opts, 0, 40).threads == 1
+    mine = ToxicityAnalyzer.options_from({"threads": 7})
+    assert share(mine, 0, 4) is mine  # an explicit choice is kept
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert share_devices(["toxicity"], opts, 0, 4) is opts
+    assert share(opts, 0, 4) is opts
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    assert [share_devices(["language", "toxicity"], opts, k, 6).device for k in range(6)] == \
+    assert [share(opts, k, 6).device for k in range(6)] == \
         ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
-    assert share_devices(["toxicity"], ScanOptions(device="cuda"), 5, 6).device == "cuda:1"
-    assert share_devices(["toxicity"], ScanOptions(device="cuda:2"), 1, 6).device == "cuda:2"  # explicit: kept
-    cpu = share_devices(["toxicity"], ScanOptions(device="cpu"), 1, 6)
+    assert share(ToxicityAnalyzer.options_from({"device": "cuda"}), 5, 6).device == "cuda:1"
+    explicit = ToxicityAnalyzer.options_from({"device": "cuda:2"})
+    assert share(explicit, 1, 6).device == "cuda:2"  # explicit: kept
+    cpu = share(ToxicityAnalyzer.options_from({"device": "cpu"}), 1, 6)
     assert cpu.device == "cpu"
-    assert share_devices(["language", "pii"], opts, 1, 6) is opts  # nothing to share
+    # the worker asks every analyzer of the plan: only toxicity changes, the others are kept as they are
+    plan_options = {"language": LanguageAnalyzer.options_from(), "toxicity": opts}
+    plan = ScanPlan(("language", "toxicity"), plan_options, Scope(("en",), "lang"), "/nowhere", ReadOptions(),
+                    False, "")
+    per_worker = [worker_options(plan, k, 6) for k in range(6)]
+    assert [w["toxicity"].device for w in per_worker] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert all(w["language"] is plan_options["language"] for w in per_worker)
+    for cls in (LanguageAnalyzer, PiiAnalyzer):  # nothing to share
+        o = cls.options_from()
+        assert cls.worker_options(o, 1, 6) is o

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_audit.analyzers.base import ConfigError
+from llama_audit.types import ConfigError
 from llama_audit.lexicon import Lexicon, builtin_path
 from llama_audit.text import TokenizedBatch
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from llama_audit.analyzers.base import ScanOptions
 from llama_audit.job import ScanRequest, run_scan
 from llama_audit.report.tables import build_report
 
@@ -22,7 +21,7 @@ def scan(tmp_path, make_jsonl, docs, analyzers="pronouns,identities", languages=
     make_jsonl("a.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(docs)])
     out = tmp_path / "out"
     run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(out), analyzers=analyzers.split(","),
-                         options=ScanOptions(languages=languages)))
+                         languages=languages))
     return build_report(str(out))
 
 
@@ -79,7 +78,7 @@ def test_user_lexicon_other_axes(tmp_path, make_jsonl):
     make_jsonl("a.jsonl", [{"text": "Ice-cream and pizza"}, {"text": "ice and cream"}])
     out = tmp_path / "out"
     run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(out), analyzers=["identities"],
-                         options=ScanOptions(languages=("all",), lexicon=str(lex))))
+                         languages=("all",), options={"identities": {"lexicon": str(lex)}}))
     r = build_report(str(out))
     assert r["identities"]["food"]["documents"] == 1
     assert {d["term"] for d in r["identities"]["food"]["descriptors"]} == {"pizza", "ice cream"}

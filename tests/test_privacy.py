@@ -4,9 +4,9 @@ redacted corpus holds none of it (scan + report + filter end to end, through the
 import gzip
 import json
 
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
-from llama_audit.cli import app
+from llama_audit.cli import command
 
 # Seeded values: syntactically valid and passing their validators (Luhn, mod-97, SSN rules).
 SEEDS = {
@@ -54,6 +54,7 @@ def all_output_text(root) -> str:
 
 def test_seeded_pii_never_leaks_and_is_redacted(tmp_path):
     runner = CliRunner()
+    app = command()
     src = corpus(tmp_path)
     out, clean = tmp_path / "out", tmp_path / "clean"
     logs = []

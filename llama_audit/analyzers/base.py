@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import pyarrow as pa
 
+from llama_audit.analyzers.options import AnalyzerOptions, build, option, to_config  # noqa: F401 - for analyzers
+from llama_audit.report.section import DisplayTable, ReportContext, section_counts  # noqa: F401 - for plugins
 from llama_audit.types import AnalyzerUnavailable, ConfigError, Counts, DocBatch  # noqa: F401 - re-exported for plugins
 
 @dataclasses.dataclass
@@ -30,52 +32,74 @@ class BatchContext:
     columns: dict[str, pa.Array]
 
 
-@dataclasses.dataclass
-class ScanOptions:
-    """Options shared by all analyzers; analyzers read what concerns them."""
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one analyzer wants from the machine. The core schedules by this declaration (batch
+    sizes, GPUs per worker or Ray task), never by an analyzer's name."""
 
-    languages: tuple[str, ...] = ("en",)  # ("all",) disables the gate
-    lid_threshold: float = 0.5
-    lid_model: str | None = None
-    lid_engine: str = "auto"  # auto (numpy FastLid, else the fastText binding) | fastlid | fasttext
-    lexicon: str | None = None
-    pii_types: tuple[str, ...] | None = None  # None = all types
-    pii_region: str = "US"  # default region for phone numbers without a leading +
-    toxicity_model: str = "tomh/toxigen_hatebert"  # hub id or local directory
-    toxicity_revision: str | None = None
-    toxicity_tokenizer: str = "bert-base-uncased"  # hub id or local directory
-    toxicity_sample: float = 1.0  # fraction of in-scope documents scored (paper: 0.1)
-    toxicity_batch_tokens: int | None = None  # None = chosen from device memory
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: int = 0
-    # analyzer names the user asked for explicitly (unavailable -> error instead of skip)
-    explicit: tuple[str, ...] = ()
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # third-party analyzer options
-
-    @property
-    def gate_all(self) -> bool:
-        return "all" in self.languages
+    cpus: float = 1.0  # cores one instance keeps busy
+    gpus: float = 0.0  # GPUs one instance uses when it runs here (0: none, or none available)
+    batch_docs: int = 1024  # documents per batch it works best with
+    batch_bytes: int = 4 << 20  # text bytes per batch it works best with
+    memory_per_batch: int = 0  # working memory per batch beyond the batch itself (bytes, estimate)
 
 
 class Analyzer(ABC):
     """One pluggable unit of the audit.
 
     Subclasses set ``name`` (the ``--analyzers`` name), ``requires`` (names of analyzers whose
-    columns they read, run first), and ``scoped`` (True: only in-scope documents are analysed;
-    out-of-scope rows get nulls/empties and are not counted).
+    columns they read, run first), ``scoped`` (True: only in-scope documents are analysed;
+    out-of-scope rows get nulls/empties and are not counted) and, when they take options,
+    ``Options`` (a frozen dataclass of :func:`~llama_audit.analyzers.options.option` fields).
+
+    Capabilities the core reads instead of names: ``scope_column`` (this analyzer provides the
+    language scope gate: the annotation column compared with ``--languages``, and
+    :meth:`scope_labels`), :meth:`resources`, :meth:`overlaps`, :meth:`input_fields`,
+    :meth:`worker_options`, :meth:`stats`.
     """
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
     scoped: ClassVar[bool] = False
+    Options: ClassVar[type[AnalyzerOptions]] = AnalyzerOptions
+    #: report-time options (chosen when rendering, e.g. how many rows a table shows)
+    ReportOptions: ClassVar[type[AnalyzerOptions]] = AnalyzerOptions
+    #: set by the analyzer that provides the language scope gate: its column of labels
+    scope_column: ClassVar[str | None] = None
 
-    def __init__(self, options: ScanOptions):
+    def __init__(self, options: AnalyzerOptions | Mapping[str, Any] | None = None):
+        if options is None or isinstance(options, Mapping):
+            options = self.options_from(options)
         self.options = options
 
     @classmethod
-    def unavailable_reason(cls, options: ScanOptions) -> str | None:
+    def options_from(cls, given: Mapping[str, Any] | None = None) -> AnalyzerOptions:
+        """Typed, validated options from ``{key: value}`` (text or typed values)."""
+        return build(cls.Options, cls.name, given)
+
+    @classmethod
+    def unavailable_reason(cls, options: AnalyzerOptions) -> str | None:
         """Why this analyzer cannot run here (missing extra or model), or None. Must be cheap."""
         return None
+
+    @classmethod
+    def worker_options(cls, options: AnalyzerOptions, index: int, workers: int) -> AnalyzerOptions:
+        """The options of local worker process ``index`` of ``workers``: how N copies of this
+        analyzer share one machine (a GPU each, a share of the cores). Default: unchanged."""
+        return options
+
+    def resources(self) -> Resources:
+        """What this instance wants from the machine (asked after ``__init__``, before setup)."""
+        return Resources()
+
+    def input_fields(self) -> tuple[str, ...]:
+        """Record field paths (``meta.source``) this analyzer reads from ``DocBatch.fields``."""
+        return ()
+
+    def scope_labels(self) -> set[str]:
+        """For the scope provider: every label its ``scope_column`` can hold (to check
+        ``--languages`` before reading). May load the model."""
+        raise NotImplementedError(f"analyzer {self.name!r} provides no scope gate")
 
     def setup(self) -> None:
         """Load models etc. Called once per worker process before the first batch."""
@@ -91,8 +115,9 @@ class Analyzer(ABC):
         whichever worker scans it."""
 
     def config(self) -> dict[str, Any]:
-        """Everything that changes this analyzer's output (recorded in the manifest and hashed)."""
-        return {}
+        """Everything that changes this analyzer's output (recorded in the manifest and hashed).
+        Default: its options."""
+        return to_config(self.options)
 
     @abstractmethod
     def fields(self) -> list[pa.Field]:
@@ -106,5 +131,45 @@ class Analyzer(ABC):
     def fold(self, columns: Mapping[str, pa.Array], ctx: BatchContext) -> Counts:
         """Additive counts for this batch, computed from this analyzer's own columns."""
 
+    def stats(self) -> dict[str, Any]:
+        """Counters of this process's work (engine statistics) for the manifest's run record."""
+        return {}
+
     def close(self) -> None:
         """Release resources (GPU workers, threads)."""
+
+    # -- report -----------------------------------------------------------------------------------
+    # Each analyzer owns its section of ``llama-audit report``: the JSON from its merged counts, the
+    # tables of the human formats (terminal, markdown, html) and the rows of the long CSV. The
+    # report runs from the summary counts without instantiating analyzers (no model is loaded), so
+    # these are class methods; what they see besides the counts is a ReportContext (its recorded
+    # config, the corpus section, its ``ReportOptions`` instance, the paper's numbers).
+    # The defaults show a plugin's counts as they are, in every format, with no extra code.
+
+    #: the key of this analyzer's section in the report JSON (None: its ``name``)
+    report_key: ClassVar[str | None] = None
+    #: the position of its section in the human formats, smallest first (built-ins: 10 to 50)
+    report_order: ClassVar[int] = 1000
+
+    @classmethod
+    def report_json_key(cls) -> str:
+        return cls.report_key or cls.name
+
+    @classmethod
+    def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
+        """This analyzer's section of the report JSON, from its merged counts.
+        Default: ``{"counts": {key: value, ...}}``, sorted by key."""
+        return {"counts": dict(sorted(counts.items()))}
+
+    @classmethod
+    def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
+        """The tables the human formats draw from the section. Default: one (count, value) table
+        titled with the analyzer's name."""
+        rows = [[key, value] for key, value in section_counts(section).items()]
+        return [DisplayTable(cls.report_json_key(), cls.name, ["count", "value"], rows)]
+
+    @classmethod
+    def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
+        """Rows of the long CSV (``table, group, label, documents, pct, matches``). Default: one row
+        per count, its value in the ``documents`` column (the CSV's count column)."""
+        return [[cls.report_json_key(), "", key, value, "", ""] for key, value in section_counts(section).items()]

@@ -21,13 +21,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llama_audit.analyzers.base import Analyzer, BatchContext
+import dataclasses
+
+from llama_audit.analyzers.base import Analyzer, AnalyzerOptions, BatchContext, option
 from llama_audit.hashing import file_sha256
-from llama_audit.types import AnalyzerUnavailable, ConfigError, DocBatch
+from llama_audit.report.section import DisplayTable, ReportContext, pct, two_decimals
+from llama_audit.types import AnalyzerUnavailable, DocBatch
 
 EMBEDDED_MODEL = "lid.176.ftz"
 EMBEDDED_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 UNKNOWN = "unknown"
+FASTTEXT_LABEL_PREFIX = "__label__"
+DOCUMENTS_PREFIX = "documents/"  # documents/<lang>: documents labelled lang
+CHARS_PREFIX = "chars/"  # chars/<lang>: their characters
+PAPER_TABLE = "table10_languages_pct_docs"  # the paper's Table 10 in the reference numbers
 
 
 def embedded_model_path() -> Path:
@@ -38,47 +45,62 @@ def model_sha256(path: Path) -> str:
     return file_sha256(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class LanguageOptions(AnalyzerOptions):
+    model: str | None = option(None, "Path to a fastText model (e.g. lid.176.bin); default: embedded lid.176.ftz.",
+                               flag="--lid-model", metavar="PATH")
+    threshold: float = option(0.5, "fastText probability below which a document is 'unknown'.",
+                              flag="--lid-threshold",
+                              check=lambda v: None if 0.0 <= v <= 1.0 else "must be between 0 and 1")
+    engine: str = option("auto", "auto (fast numpy fastText, exact labels) | fastlid | fasttext (the C++ binding).",
+                         flag="--lid-engine", choices=("auto", "fastlid", "fasttext"))
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageReportOptions(AnalyzerOptions):
+    min_pct: float = option(0.005, "Smallest language share shown (Table 10), in percent.", flag="--min-pct",
+                            check=lambda v: None if v >= 0 else "must be >= 0")
+
+
 class LanguageAnalyzer(Analyzer):
     name = "language"
+    Options = LanguageOptions
+    scope_column = "lang"  # the language gate: --languages is compared with this column
 
-    def __init__(self, options):
+    def __init__(self, options=None):
         super().__init__(options)
-        self.model_path = Path(options.lid_model) if options.lid_model else embedded_model_path()
-        if not 0.0 <= options.lid_threshold <= 1.0:
-            raise ConfigError(f"--lid-threshold must be between 0 and 1, got {options.lid_threshold}")
+        self.model_path = Path(self.options.model) if self.options.model else embedded_model_path()
         self._model = None
         self._fast = None
-        if options.lid_engine not in ("auto", "fastlid", "fasttext"):
-            raise ConfigError(f"--lid-engine takes auto, fastlid or fasttext (got {options.lid_engine!r})")
 
     @classmethod
-    def unavailable_reason(cls, options) -> str | None:
-        path = Path(options.lid_model) if options.lid_model else embedded_model_path()
+    def unavailable_reason(cls, options: LanguageOptions) -> str | None:
+        path = Path(options.model) if options.model else embedded_model_path()
         if not path.is_file():
             return f"language model {path} not found (give --lid-model PATH to a fastText lid.176.bin/.ftz)"
         return None
 
     def config(self) -> dict:
         return {
-            "model": self.model_path.name if not self.options.lid_model else str(self.model_path),
+            "model": self.model_path.name if not self.options.model else str(self.model_path),
             "model_sha256": model_sha256(self.model_path),
-            "threshold": self.options.lid_threshold,
-            "engine": self.options.lid_engine,
+            "threshold": self.options.threshold,
+            "engine": self.options.engine,
         }
 
     def setup(self) -> None:
         if self._model is not None or self._fast is not None:
             return
-        if self.options.lid_model is None and model_sha256(self.model_path) != EMBEDDED_SHA256:
+        if self.options.model is None and model_sha256(self.model_path) != EMBEDDED_SHA256:
             raise AnalyzerUnavailable(f"embedded {EMBEDDED_MODEL} is corrupt (sha256 mismatch); reinstall llama-audit")
-        if self.options.lid_engine in ("auto", "fastlid"):
+        if self.options.engine in ("auto", "fastlid"):
             from llama_audit.analyzers.fastlid import FastLid
 
             try:
                 self._fast = FastLid(self.model_path)
                 return
             except ValueError as exc:
-                if self.options.lid_engine == "fastlid":
+                if self.options.engine == "fastlid":
                     raise AnalyzerUnavailable(f"--lid-engine fastlid cannot load {self.model_path}: {exc}") from None
         try:
             import fasttext  # fasttext-numpy2 provides this module
@@ -103,7 +125,7 @@ class LanguageAnalyzer(Analyzer):
             return labels, scores
         # fastText reads one line; its own tokenizer already treats \r \t \v \f as spaces
         lines = [texts[i].replace("\n", " ") for i in idx]
-        threshold = self.options.lid_threshold
+        threshold = self.options.threshold
         if self._fast is not None:
             fast_labels, fast_probs = self._fast.predict(lines)
             probs = np.minimum(fast_probs, 1.0)
@@ -119,17 +141,18 @@ class LanguageAnalyzer(Analyzer):
             p = float(pred_probs[j][0])
             scores[i] = min(p, 1.0)  # fastText can return 1.00001
             if p >= threshold:
-                labels[i] = pred_labels[j][0][9:]  # strip "__label__"
+                labels[i] = pred_labels[j][0].removeprefix(FASTTEXT_LABEL_PREFIX)
         return labels, scores
 
-    def labels(self) -> set[str]:
+    def scope_labels(self) -> set[str]:
         """Language codes the model can output (without ``__label__``)."""
         self.setup()
-        if self._fast is not None:
-            return {lab[9:] if lab.startswith("__label__") else lab for lab in self._fast.labels}
-        return {lab[9:] for lab in self._model.get_labels()}
+        labels = self._fast.labels if self._fast is not None else self._model.get_labels()
+        return {lab.removeprefix(FASTTEXT_LABEL_PREFIX) for lab in labels}
 
     def stats(self) -> dict:
+        if self._fast is None and self._model is None:
+            return {}
         return self._fast.stats() if self._fast is not None else {"engine": "fasttext"}
 
     def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
@@ -144,10 +167,45 @@ class LanguageAnalyzer(Analyzer):
         lang = columns["lang"]
         vc = pc.value_counts(lang)
         for value, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
-            out["documents/" + value] = n
+            out[DOCUMENTS_PREFIX + value] = n
         chars = ctx.columns.get("chars")
         if chars is not None:
             table = pa.table({"lang": lang, "chars": chars}).group_by("lang").aggregate([("chars", "sum")])
             for value, n in zip(table["lang"].to_pylist(), table["chars_sum"].to_pylist()):
-                out["chars/" + value] = n
+                out[CHARS_PREFIX + value] = n
         return out
+
+    # -- report (Table 10) ------------------------------------------------------------------------
+
+    ReportOptions = LanguageReportOptions
+    report_key = "languages"
+    report_order = 30
+
+    @classmethod
+    def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
+        """Table 10: every label (``unknown`` included), most documents first, as a share of all
+        documents (the paper's Table 10 is of the whole corpus, not of the in-scope part)."""
+        total_docs = ctx.corpus["documents"]
+        rows = sorted(((key.removeprefix(DOCUMENTS_PREFIX), v) for key, v in counts.items()
+                       if key.startswith(DOCUMENTS_PREFIX)), key=lambda lv: (-lv[1], lv[0]))
+        return {"threshold": ctx.config.get("threshold", LanguageOptions().threshold), "documents": total_docs,
+                "rows": [{"lang": lang, "documents": v, "pct": pct(v, total_docs),
+                          "chars": counts.get(CHARS_PREFIX + lang, 0)} for lang, v in rows]}
+
+    @classmethod
+    def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
+        """The languages at or above ``--min-pct`` percent of documents, like the paper's caption
+        (the CSV has them all)."""
+        min_pct = ctx.options.min_pct
+        paper = ctx.paper_table(PAPER_TABLE)
+        rows = [[r["lang"], two_decimals(r["pct"]), r["documents"]] + ctx.paper_cells(paper.get(r["lang"]))
+                for r in section["rows"] if r["pct"] >= min_pct]
+        return [DisplayTable(cls.report_json_key(), f"Table 10: languages (>= {min_pct}% of documents)",
+                             ["language", "%", "documents"] + ctx.paper_heading(), rows,
+                             f"fastText lid.176, threshold {section['threshold']}: below it a document is 'unknown'",
+                             text_columns=("language",))]
+
+    @classmethod
+    def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
+        key = cls.report_json_key()
+        return [[key, "", r["lang"], r["documents"], r["pct"], ""] for r in section["rows"]]

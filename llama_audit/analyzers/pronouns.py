@@ -13,25 +13,49 @@ from typing import Mapping
 import pyarrow as pa
 
 from llama_audit.analyzers._columns import count_rows_with_any, count_values
-from llama_audit.analyzers.base import Analyzer, BatchContext, DocBatch
+import dataclasses
+
+from llama_audit.analyzers.base import Analyzer, AnalyzerOptions, BatchContext, DocBatch, option
 from llama_audit.lexicon import Lexicon, builtin_path
+from llama_audit.report.section import DisplayTable, ReportContext, pct, two_decimals
 from llama_audit.text import tokenized
 
 GENDER_GROUPS = ["she", "he", "unspecified"]
 PERSON_GROUPS = ["1st", "2nd", "3rd"]
+#: Table 9a's two headers and the groups each one counts
+HEADERS = {"gender": GENDER_GROUPS, "person": PERSON_GROUPS}
+DOCUMENTS_PREFIX = "documents/"  # documents/<group> and documents/<header>
+#: Table 9a's rows: each group's name in the paper and the words it counts (shown in its label)
+GROUP_ROWS = dict(zip(GENDER_GROUPS + PERSON_GROUPS, [
+    ("She", "she, her, hers, herself"), ("He", "he, him, his, himself"), ("Unspecified", "they, them, their, ..."),
+    ("1st", "I, me, my, mine, myself, ..."), ("2nd", "you, your, yours, ..."),
+    ("3rd", "it, its, itself, she, her, he, him, ...")], strict=True))
+#: per header: its row label, and its number in the paper's table
+HEADER_ROWS = {"gender": ("Gender pronouns (of in-scope docs)", "gender_pronouns_header_pct_all_docs"),
+               "person": ("Grammatical person (of in-scope docs)", "grammatical_person_header_pct_all_docs")}
+PAPER_TABLE = "table9a_pronouns"  # the paper's Table 9a in the reference numbers
+
+
+BUILTIN_LEXICON = "pronouns.tsv"
+
+
+@dataclasses.dataclass(frozen=True)
+class PronounOptions(AnalyzerOptions):
+    lexicon: str | None = option(None, "Pronoun lexicon TSV (group, word) replacing the paper's lists.",
+                                 flag="--pronoun-lexicon", metavar="FILE")
 
 
 class PronounAnalyzer(Analyzer):
     name = "pronouns"
     scoped = True
+    Options = PronounOptions
 
-    def __init__(self, options):
+    def __init__(self, options=None):
         super().__init__(options)
-        path = options.extra.get("pronoun_lexicon") or builtin_path("pronouns.tsv")
-        self.lexicon = Lexicon.load(path, allow_multi_group=True)
+        self.lexicon = Lexicon.load(self.options.lexicon or builtin_path(BUILTIN_LEXICON), allow_multi_group=True)
 
     def config(self) -> dict:
-        return {"lexicon": self.lexicon.source if self.options.extra.get("pronoun_lexicon") else "pronouns.tsv",
+        return {"lexicon": self.lexicon.source if self.options.lexicon else BUILTIN_LEXICON,
                 "lexicon_sha256": self.lexicon.sha256}
 
     def fields(self) -> list[pa.Field]:
@@ -52,8 +76,49 @@ class PronounAnalyzer(Analyzer):
 
     def fold(self, columns: Mapping[str, pa.Array], ctx: BatchContext) -> Counter:
         col = columns["pronoun_groups"]
-        out = count_values(col, "documents/")
+        out = count_values(col, DOCUMENTS_PREFIX)
         out["documents"] = int(ctx.in_scope.sum())
-        out["documents/gender"] = count_rows_with_any(col, GENDER_GROUPS)
-        out["documents/person"] = count_rows_with_any(col, PERSON_GROUPS)
+        for header, groups in HEADERS.items():
+            out[DOCUMENTS_PREFIX + header] = count_rows_with_any(col, groups)
         return +out
+
+    # -- report (Table 9a) ------------------------------------------------------------------------
+
+    report_order = 10
+
+    @classmethod
+    def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
+        """Table 9a: for each header, the share of in-scope documents with one of its words, and
+        the share of those documents per group (a document can count in several groups)."""
+        n = counts["documents"]
+        section: dict = {"documents": n}
+        for header, groups in HEADERS.items():
+            with_header = counts[DOCUMENTS_PREFIX + header]
+            section[header] = {"pct": pct(with_header, n), "documents": with_header,
+                               "rows": {g: pct(counts[DOCUMENTS_PREFIX + g], with_header) for g in groups}}
+        return section
+
+    @classmethod
+    def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
+        paper = ctx.paper_table(PAPER_TABLE)
+        rows = []
+        for header in HEADERS:
+            label, paper_key = HEADER_ROWS[header]
+            rows.append([label, two_decimals(section[header]["pct"])] + ctx.paper_cells(paper.get(paper_key)))
+            for group, value in section[header]["rows"].items():
+                paper_row, words = GROUP_ROWS[group]
+                rows.append([f"  {paper_row} ({words})", two_decimals(value)]
+                            + ctx.paper_cells(paper.get("rows_pct", {}).get(paper_row)))
+        return [DisplayTable(cls.report_json_key(), "Table 9a: pronouns",
+                             ["Gender pronouns / grammatical person", "% docs"] + ctx.paper_heading(), rows,
+                             "row % = share of the documents counted in the header above it")]
+
+    @classmethod
+    def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
+        key = cls.report_json_key()
+        rows = []
+        for header in HEADERS:
+            rows.append([key, header, "(any)", section[header]["documents"], section[header]["pct"], ""])
+            rows += [[key, header, group, "", value, ""] for group, value in section[header]["rows"].items()]
+        return rows
+

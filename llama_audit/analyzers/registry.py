@@ -14,7 +14,11 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from llama_audit.analyzers.base import Analyzer, ConfigError
+from typing import Any, Mapping, Sequence
+
+from llama_audit.analyzers.base import Analyzer
+from llama_audit.analyzers.options import AnalyzerOptions, build
+from llama_audit.types import ConfigError
 
 ENTRY_POINT_GROUP = "llama_audit.analyzers"
 
@@ -70,3 +74,31 @@ def resolve_order(selected: list[str]) -> list[type[Analyzer]]:
     for name in selected:
         visit(name, ())
     return ordered
+
+
+def typed_options(names: Sequence[str], given: Mapping[str, Any] | None) -> dict[str, AnalyzerOptions]:
+    """Typed, validated options for each analyzer of ``names`` from ``{name: {key: value}}`` (or
+    already typed instances). Done before any file is read: a bad value is a one-line error."""
+    given = given or {}
+    out = {}
+    for name in names:
+        value = given.get(name)
+        out[name] = value if isinstance(value, AnalyzerOptions) else load_class(name).options_from(value)
+    return out
+
+
+def build_analyzers(names: Sequence[str], options: Mapping[str, Any] | None = None) -> list[Analyzer]:
+    """Instances of ``names`` and of what they require, in order (dependencies first, otherwise
+    the order of ``names``), each with its options (typed instances or ``{key: value}``)."""
+    classes = resolve_order(list(names))
+    typed = typed_options([cls.name for cls in classes], options)
+    return [cls(typed[cls.name]) for cls in classes]
+
+
+def typed_report_options(given: Mapping[str, Mapping[str, Any]] | None) -> dict[str, AnalyzerOptions]:
+    """Typed report options for the analyzers named in ``given`` (the others use their defaults)."""
+    out = {}
+    for name, values in (given or {}).items():
+        cls = load_class(name)
+        out[name] = build(getattr(cls, "ReportOptions", AnalyzerOptions), name, values)
+    return out

@@ -10,7 +10,8 @@ import re
 import sys
 from typing import Callable, Iterator, Sequence
 
-from .records import SUFFIXES, SUPPORTED_FORMATS_TEXT, Shard, UnsupportedFormat
+from .records import Shard, UnsupportedFormat
+from .registry import SUFFIXES, SUPPORTED_FORMATS_TEXT
 
 _HF_STATE = "state.json"
 _HF_INFO = "dataset_info.json"

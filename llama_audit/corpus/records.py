@@ -1,35 +1,13 @@
-"""What corpus discovery and reading hand to the rest of llama-audit: shards, bad records, errors."""
+"""What corpus discovery and reading hand to the rest of llama-audit: shards, the read spec,
+bad records, errors."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from typing import Any, Optional
 
-#: Shard formats, as found in :attr:`Shard.format`.
-FORMATS: tuple[str, ...] = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "txt.gz", "txt.zst", "hf_arrow")
-
-#: File name endings recognised by :func:`~llama_audit.corpus.discover`, longest first, and the
-#: format each maps to. Matched case-insensitively.
-SUFFIXES: tuple[tuple[str, str], ...] = (
-    (".jsonl.zstd", "jsonl.zst"),
-    (".ndjson.zstd", "jsonl.zst"),
-    (".json.zstd", "jsonl.zst"),
-    (".jsonl.zst", "jsonl.zst"),
-    (".ndjson.zst", "jsonl.zst"),
-    (".json.zst", "jsonl.zst"),
-    (".txt.zstd", "txt.zst"),
-    (".txt.zst", "txt.zst"),
-    (".txt.gz", "txt.gz"),
-    (".jsonl.gz", "jsonl.gz"),
-    (".ndjson.gz", "jsonl.gz"),
-    (".json.gz", "jsonl.gz"),
-    (".parquet", "parquet"),
-    (".ndjson", "jsonl"),
-    (".jsonl", "jsonl"),
-    (".arrow", "hf_arrow"),
-    (".json", "jsonl"),
-    (".txt", "txt"),
-    (".pq", "parquet"),
-)
+from ..types import DocBatch
 
 #: Why a record was not read as a document (:attr:`BadRecord.reason`).
 BAD_REASONS: tuple[str, ...] = (
@@ -42,12 +20,6 @@ BAD_REASONS: tuple[str, ...] = (
     "read_error",  # I/O error or corrupt data mid-file; the rest of the shard (row group) is lost
 )
 
-SUPPORTED_FORMATS_TEXT = (
-    "JSON lines (.jsonl, .ndjson, .json; compressed .jsonl.gz, .json.gz, .jsonl.zst, .json.zst), "
-    "Parquet (.parquet, .pq), plain text (.txt, .txt.gz, .txt.zst; one document per file), "
-    "Arrow (.arrow) and directories written by datasets' save_to_disk"
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class Shard:
@@ -56,10 +28,52 @@ class Shard:
     path: str  # absolute path (for saved HF datasets: the .arrow file)
     root: str  # the corpus root it was found under (absolute)
     rel: str  # posix path relative to root: the ``shard`` annotation column
-    format: str  # one of FORMATS
+    format: str  # one of FORMATS (llama_audit.corpus.registry)
     size: int  # bytes on disk
     mtime_ns: int
     key: str  # filesystem-safe, unique, deterministic name for output files
+
+    def to_record(self) -> dict[str, Any]:
+        """The shard as the JSON-able dict that done markers and manifests store (``shard`` is rel)."""
+        return {"shard": self.rel, "key": self.key, "path": self.path, "format": self.format,
+                "size": self.size, "mtime_ns": self.mtime_ns, "root": self.root}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Shard":
+        """The shard of a :meth:`to_record` dict, or of a manifest entry. Manifest entries carry no
+        ``root``: it is then the path with ``rel`` taken off its end (or the file's directory)."""
+        path, rel = record["path"], record["shard"]
+        root = record.get("root")
+        if root is None:
+            suffix = "/" + rel
+            root = path[:-len(suffix)] if path.endswith(suffix) else os.path.dirname(path)
+        return cls(path=path, root=root, rel=rel, format=record["format"], size=record["size"],
+                   mtime_ns=record["mtime_ns"], key=record["key"])
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadSpec:
+    """What to read from each record, and how much per batch.
+
+    ``text_field``, ``id_field`` and every entry of ``fields`` are field paths: a plain name is a
+    top-level field (or column); ``meta.text`` walks into nested JSON objects or Arrow/Parquet
+    structs. A top-level key that itself contains dots is taken literally when it exists, so
+    such corpora keep working. The values at ``fields`` are projected into each batch as
+    :attr:`DocBatch.fields` (one value per document, None where absent).
+    A batch holds at most ``batch_docs`` documents and ``batch_bytes`` bytes (JSON line size for
+    JSON lines, UTF-8 text size otherwise) unless one document alone is larger.
+    """
+
+    text_field: str = "text"
+    id_field: str = "id"
+    fields: tuple[str, ...] = ()
+    batch_docs: int = 1024
+    batch_bytes: int = 4 << 20
+
+    def __post_init__(self) -> None:
+        if self.batch_docs < 1 or self.batch_bytes < 1:
+            raise ValueError("batch_docs and batch_bytes must be positive")
+        object.__setattr__(self, "fields", tuple(self.fields))  # hashable, even when given a list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +83,10 @@ class BadRecord:
     row: int  # 0-based record index in the shard
     reason: str  # one of BAD_REASONS
     detail: str  # one short line: positions, field names, exception class names
+
+
+#: What reading a shard yields: (batch or None, bad records since the last item, input bytes consumed).
+Item = tuple[Optional[DocBatch], list[BadRecord], int]
 
 
 class ShardUnreadable(Exception):

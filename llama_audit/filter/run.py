@@ -7,9 +7,9 @@ Resumable per shard like ``scan``: CLEAN/.filter/done/<key>.json marks a finishe
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from llama_audit.types import ConfigError
-from llama_audit.corpus import Shard
+from llama_audit.corpus import Shard, ShardUnreadable, format_for
 from llama_audit.filter.expr import Predicate
-from llama_audit.filter.rewrite import rewrite_shard
+from llama_audit.filter.rewrite import redact_spans
 from llama_audit.hashing import fingerprint
 from llama_audit.store import OutDir, atomic_write_json, atomic_write_table, config_hash
 
@@ -96,37 +96,38 @@ def run_filter(req: FilterRequest, warn: Callable[[str], None] = lambda m: None)
 
     settings = {"scan_config_hash": manifest["config_hash"], "drop": list(req.drop), "keep": list(req.keep),
                 "redact": req.redact}
-    state = clean / ".filter"
-    cfg_path = state / "config.json"
-    if cfg_path.is_file():
-        previous = json.loads(cfg_path.read_text())
-        if previous.get("hash") != config_hash(settings):
-            if not req.overwrite:
-                raise ConfigError(f"{clean} was filtered with other settings; use another --out or --overwrite")
-            import shutil
-            shutil.rmtree(state)
-    atomic_write_json(cfg_path, {"hash": config_hash(settings), "settings": settings})
+    # CLEAN/.filter is laid out and locked like a scan's OUT: config.json holds the settings, a
+    # shard's log is its partial, its done marker is written last.
+    state = OutDir(clean / ".filter")
+    previous = state.read_config()
+    if previous is not None and previous.get("config_hash") != config_hash(settings) and not req.overwrite:
+        raise ConfigError(f"{clean} was filtered with other settings; use another --out or --overwrite")
+    state.prepare(settings, overwrite=req.overwrite)
 
     result = FilterResult(0, 0, {}, 0, Counter(), 0, Counter())
     for e in shards:
-        done_path = state / "done" / f"{e['key']}.json"
-        if done_path.is_file():
-            rec = json.loads(done_path.read_text())
+        rec = state.read_done(e["key"]) if state.is_done(e["key"]) else None
+        if rec is not None:
             _add(result, rec)
             result.shards_skipped += 1
             continue
         why = _changed(e)
+        if not why:
+            try:
+                rec = _filter_shard(e, out, clean, state, drops, keeps, redact_types, sorted(needed),
+                                    cfg.get("text_field", "text"))
+            except ShardUnreadable as exc:
+                why = str(exc)
         if why:
             result.refused[e["shard"]] = why
             warn(f"refusing shard {e['shard']}: {why}")
             continue
-        rec = _filter_shard(e, out, clean, state, drops, keeps, redact_types, sorted(needed), cfg.get("text_field", "text"))
-        atomic_write_json(done_path, rec)
+        atomic_write_json(state.done_path(e["key"]), rec)
         _add(result, rec)
         result.shards_done += 1
     if not result.refused:
-        logs = sorted((state / "log").glob("*.parquet"))
-        table = pa.concat_tables([pq.read_table(p, schema=LOG_SCHEMA) for p in logs]) if logs else LOG_SCHEMA.empty_table()
+        logs = [pq.read_table(state.partial_path(e["key"]), schema=LOG_SCHEMA) for e in shards]
+        table = pa.concat_tables(logs) if logs else LOG_SCHEMA.empty_table()
         atomic_write_table(clean / "filter_log.parquet", table.sort_by([("shard", "ascending"), ("row", "ascending")]))
     atomic_write_json(clean / "filter_manifest.json", {
         "scan_out": str(out.root), "settings": settings, "kept": result.kept,
@@ -155,7 +156,7 @@ def _changed(entry: dict) -> str | None:
     return None
 
 
-def _filter_shard(entry: dict, out: OutDir, clean: Path, state: Path, drops: list[Predicate],
+def _filter_shard(entry: dict, out: OutDir, clean: Path, state: OutDir, drops: list[Predicate],
                   keeps: list[Predicate], redact_types: set[str] | None, columns: list[str], text_field: str) -> dict:
     ann = pq.read_table(out.annotation_path(entry["key"]), columns=columns)
     rows = ann["row"].to_numpy()
@@ -186,9 +187,9 @@ def _filter_shard(entry: dict, out: OutDir, clean: Path, state: Path, drops: lis
 
     dest = clean / entry["shard"]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shard = Shard(path=entry["path"], root="", rel=entry["shard"], format=entry["format"], size=entry["size"],
-                  mtime_ns=entry.get("mtime_ns", 0), key=entry["key"])
-    rewrite_shard(shard, dest, keep, redact_rows, text_field)
+    shard = Shard.from_record(entry)
+    redactions = {row: partial(redact_spans, spans=spans) for row, spans in redact_rows.items()}
+    format_for(shard.format).rewrite(shard, dest, keep, redactions, text_field)
 
     ids = ann["doc_id"].to_pylist()
     log_rows = [(ids[i], entry["shard"], int(rows[i]), reason[i]) for i in np.nonzero(dropped_mask)[0]]
@@ -198,7 +199,7 @@ def _filter_shard(entry: dict, out: OutDir, clean: Path, state: Path, drops: lis
     log_rows += [(f"{entry['shard']}:{r}", entry["shard"], r, "bad record (not read by the scan)") for r in bad_rows]
     log = pa.table({k: pa.array([r[j] for r in log_rows], LOG_SCHEMA.field(k).type)
                     for j, k in enumerate(LOG_SCHEMA.names)}, schema=LOG_SCHEMA)
-    atomic_write_table(state / "log" / f"{entry['key']}.parquet", log.sort_by([("row", "ascending")]))
+    atomic_write_table(state.partial_path(entry["key"]), log.sort_by([("row", "ascending")]))
     dropped = Counter(reason[dropped_mask].tolist())
     if entry.get("bad_records"):
         dropped["bad record (not read by the scan)"] += entry["bad_records"]

@@ -1,1 +1,1 @@
-"""Report: summary counts -> tables -> terminal, markdown, csv, json."""
+"""Report: the corpus section and every analyzer's own section -> terminal, markdown, csv, html, json."""

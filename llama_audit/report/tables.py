@@ -1,7 +1,9 @@
-"""The report's numbers, computed once from the summary counts (never from analyzers' internals).
+"""The report's numbers, computed once from the summary counts (no analyzer instance, no model).
 
-``build_report(out_dir)`` returns the ``report --format json`` object of DESIGN.md; every renderer
-(terminal, markdown, csv, json) draws from it.
+``build_report(out_dir)`` returns the ``report --format json`` object of docs/outputs.md; every renderer
+(terminal, markdown, csv, html, json) draws from it. The core computes the corpus section; every
+other section belongs to the analyzer that counted it (its ``report_section``), so a third-party
+analyzer's section is built, and drawn, exactly like a built-in's.
 """
 
 from __future__ import annotations
@@ -9,25 +11,22 @@ from __future__ import annotations
 import json
 from collections import Counter
 from importlib import resources
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from llama_audit import partials
-from llama_audit.types import ConfigError
+from llama_audit.analyzers.base import Analyzer
+from llama_audit.analyzers.options import AnalyzerOptions
+from llama_audit.analyzers.registry import available_names, load_class
+from llama_audit.report.section import ReportContext, report_options_for
 from llama_audit.store import OutDir
+from llama_audit.types import ConfigError
 
-AXES = ["religion", "gender_and_sex", "nationality", "race_ethnicity", "sexual_orientation"]
-AXIS_LABELS = {"religion": "Religion", "gender_and_sex": "Gender and Sex", "nationality": "Nationality",
-               "race_ethnicity": "Race and Ethnicity", "sexual_orientation": "Sexual Orientation"}
-PII_TYPE_ORDER = ["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "SECRET",
-                  "IP_ADDRESS_PRIVATE"]
-NOT_PERSONAL = {"IP_ADDRESS_PRIVATE"}  # flagged and redactable, but not counted as personal data
-
-
-def pct(part: float, whole: float) -> float:
-    return round(100.0 * part / whole, 6) if whole else 0.0
+CORPUS = "corpus"  # the core's own section (and the counts it is computed from)
+BAD_RECORD_PREFIX = "bad/"  # corpus counts bad/<reason>: records that could not be read, by reason
 
 
 def paper_reference() -> dict:
+    """The Llama 2 paper's numbers (``report --paper``); each analyzer reads its own table."""
     return json.loads((resources.files("llama_audit") / "report" / "llama2_reference.json").read_text())
 
 
@@ -50,97 +49,66 @@ def corpus_section(c: Counter, manifest: dict) -> dict:
         "chars": c["chars"], "languages_in_scope": manifest["config"].get("languages", []),
         "complete": bool(manifest["summary"]["complete"]), "shards_done": totals["shards_done"],
         "shards_failed": totals["shards_failed"],
-        "bad_records_by_reason": {k[4:]: v for k, v in sorted(c.items()) if k.startswith("bad/")},
+        "bad_records_by_reason": {k.removeprefix(BAD_RECORD_PREFIX): v for k, v in sorted(c.items())
+                                  if k.startswith(BAD_RECORD_PREFIX)},
     }
     return section
 
 
-def pronouns_section(c: Counter) -> dict:
-    n, gender, person = c["documents"], c["documents/gender"], c["documents/person"]
-    return {
-        "documents": n,
-        "gender": {"pct": pct(gender, n), "documents": gender,
-                   "rows": {g: pct(c["documents/" + g], gender) for g in ("she", "he", "unspecified")}},
-        "person": {"pct": pct(person, n), "documents": person,
-                   "rows": {g: pct(c["documents/" + g], person) for g in ("1st", "2nd", "3rd")}},
-    }
+def is_skipped(section: Any) -> bool:
+    """A section standing for an analyzer that did not run (``{"status": "skipped", ...}``)."""
+    return isinstance(section, dict) and section.get("status") == "skipped"
 
 
-def identities_section(c: Counter, axes: list[str]) -> dict:
-    n = c["documents"]
-    terms: dict[str, list[tuple[str, int]]] = {}
-    for key, v in c.items():
-        if key.startswith("term/"):
-            _, axis, term = key.split("/", 2)
-            terms.setdefault(axis, []).append((term, v))
-    section: dict[str, Any] = {}
-    for axis in axes:
-        docs = c["axis/" + axis]
-        rows = sorted(terms.get(axis, []), key=lambda tv: (-tv[1], tv[0]))
-        section[axis] = {"pct": pct(docs, n), "documents": docs,
-                         "descriptors": [{"term": t, "documents": v, "pct": pct(v, docs)} for t, v in rows]}
-    return section
+def stand_in(name: str) -> type[Analyzer]:
+    """For an analyzer whose class cannot be loaded at report time (a plugin uninstalled since the
+    scan): the base class's default section, table and CSV rows, under the analyzer's name."""
+    return type(f"Unloadable_{name}", (Analyzer,), {"name": name})
 
 
-def languages_section(c: Counter, total_docs: int, threshold: float) -> dict:
-    rows = sorted(((k[10:], v) for k, v in c.items() if k.startswith("documents/")), key=lambda lv: (-lv[1], lv[0]))
-    return {"threshold": threshold, "documents": total_docs,
-            "rows": [{"lang": lang, "documents": v, "pct": pct(v, total_docs),
-                      "chars": c.get("chars/" + lang, 0)} for lang, v in rows]}
+def analyzer_class(name: str) -> type[Analyzer]:
+    """The class of the analyzer ``name``, or its :func:`stand_in` when it cannot be loaded."""
+    try:
+        return load_class(name)
+    except ConfigError:
+        return stand_in(name)
 
 
-def pii_section(c: Counter, corpus_chars: int) -> dict:
-    types = sorted({k.split("/", 1)[1] for k in c if k.startswith(("matches/", "documents/"))},
-                   key=lambda t: (PII_TYPE_ORDER.index(t) if t in PII_TYPE_ORDER else 99, t))
-    n = c["documents"]
-    matches = sum(v for k, v in c.items() if k.startswith("matches/") and k[8:] not in NOT_PERSONAL)
-    return {
-        "documents": n, "documents_with_pii": c["documents_with_pii"], "pct_documents": pct(c["documents_with_pii"], n),
-        "matches": matches,
-        "matches_per_million_chars": round(matches * 1e6 / corpus_chars, 6) if corpus_chars else 0.0,
-        "by_type": [{"type": t, "matches": c["matches/" + t], "documents": c["documents/" + t],
-                     "pct_documents": pct(c["documents/" + t], n), "personal": t not in NOT_PERSONAL}
-                    for t in types],
-    }
+def section_owners(keys: Iterable[str]) -> dict[str, type[Analyzer]]:
+    """The analyzer class that draws each report section, by section key (``report_json_key``).
+    A key no loadable analyzer claims gets the :func:`stand_in` of that name."""
+    owners: dict[str, type[Analyzer]] = {}
+    wanted = set(keys)
+    for name in available_names():
+        if wanted <= owners.keys():
+            break
+        try:
+            cls = load_class(name)
+        except ConfigError:
+            continue
+        key = cls.report_json_key()
+        if key in wanted and key not in owners:
+            owners[key] = cls
+    return {key: owners.get(key) or stand_in(key) for key in wanted}
 
 
-def toxicity_section(c: Counter, cfg: dict) -> dict:
-    from llama_audit.analyzers.toxicity.summary import summarize_toxicity  # pure; no torch import
-
-    from llama_audit.analyzers.toxicity.summary import wilson_interval
-
-    section = {"model": cfg.get("model", "tomh/toxigen_hatebert"), "sample_rate": cfg.get("sample_rate")}
-    section.update(summarize_toxicity(c))
-    rate = cfg.get("sample_rate")
-    if rate is not None and rate < 1.0:  # a sample estimates the corpus share: say how precisely
-        ci = wilson_interval(section["documents_ge_0_5"], section["documents_scored"])
-        section["pct_ge_0_5_ci95"] = [100.0 * ci[0], 100.0 * ci[1]] if ci else None
-    return section
-
-
-def build_report(out_root: str) -> dict:
+def build_report(out_root: str, report_options: Mapping[str, AnalyzerOptions] | None = None) -> dict:
+    """The report object: the corpus section, one ``{"status": "skipped", "reason": ...}`` per
+    analyzer that could not run, then each analyzer's ``report_section`` of its merged counts, in
+    the order of the scan's configuration. ``report_options``: report options by analyzer name
+    (defaults for the others)."""
     out = OutDir(out_root)
     counts, manifest = load_counts(out)
     config = manifest["config"]
-    analyzers_cfg = config.get("analyzers", {})
-    corpus = counts.get("corpus", Counter())
-    report: dict[str, Any] = {"corpus": corpus_section(corpus, manifest)}
+    corpus = corpus_section(counts.get(CORPUS, Counter()), manifest)
+    report: dict[str, Any] = {CORPUS: corpus}
     for name, reason in config.get("skipped_analyzers", {}).items():
-        report[{"language": "languages"}.get(name, name)] = {"status": "skipped", "reason": reason}
-    for name, cfg in analyzers_cfg.items():
-        c = counts.get(name, Counter())
-        if name == "language":
-            report["languages"] = languages_section(c, corpus["documents"], cfg.get("threshold", 0.5))
-        elif name == "pronouns":
-            report["pronouns"] = pronouns_section(c)
-        elif name == "identities":
-            report["identities"] = identities_section(c, cfg.get("axes") or AXES)
-        elif name == "pii":
-            report["pii"] = pii_section(c, corpus["chars"])
-        elif name == "toxicity":
-            report["toxicity"] = toxicity_section(c, cfg)
-        else:  # third-party analyzers: their counts as they are
-            report[name] = {"counts": dict(sorted(c.items()))}
+        report[analyzer_class(name).report_json_key()] = {"status": "skipped", "reason": reason}
+    for name, recorded in config.get("analyzers", {}).items():
+        cls = analyzer_class(name)
+        ctx = ReportContext(config=recorded, corpus=corpus,
+                            options=report_options_for(cls, (report_options or {}).get(name)))
+        report[cls.report_json_key()] = cls.report_section(counts.get(name, Counter()), ctx)
     return report
 
 

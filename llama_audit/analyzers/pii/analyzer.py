@@ -22,8 +22,11 @@ import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llama_audit.analyzers.base import Analyzer, BatchContext, ConfigError, Counts, DocBatch, ScanOptions
+import dataclasses
+
+from llama_audit.analyzers.base import Analyzer, AnalyzerOptions, BatchContext, ConfigError, Counts, DocBatch, option
 from llama_audit.analyzers.pii.detector import NOT_PII, RULES_VERSION, PiiDetector, normalize_types
+from llama_audit.analyzers.pii.report import PiiReport
 
 SPAN_STRUCT = pa.struct([("type", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
 SPANS_TYPE = pa.list_(SPAN_STRUCT)
@@ -33,22 +36,30 @@ class PiiDetectionError(RuntimeError):
     """A detector failed. The message names the shard and row, never any text."""
 
 
-class PiiAnalyzer(Analyzer):
-    name = "pii"
-    scoped = False  # every document, whatever its language
+@dataclasses.dataclass(frozen=True)
+class PiiOptions(AnalyzerOptions):
+    types: tuple[str, ...] | None = option(None, "Comma-separated PII types (default: all).", flag="--pii-types")
+    region: str = option("US", "Default region for phone numbers without a leading +.", flag="--pii-region")
 
-    def __init__(self, options: ScanOptions):
-        super().__init__(options)
+    def validate(self) -> None:
         try:
-            self.types = normalize_types(options.pii_types)
+            normalize_types(self.types)
         except ValueError as exc:
             raise ConfigError(f"--pii-types: {exc}") from None
-        region = (options.pii_region or "US").upper()
-        if region not in phonenumbers.SUPPORTED_REGIONS:
-            raise ConfigError(
-                f"--pii-region: unknown region {region!r}; use a two-letter ISO 3166 code such as US, GB, DE"
-            )
-        self.region = region
+        if (self.region or "US").upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"--pii-region: unknown region {self.region!r}; "
+                              "use a two-letter ISO 3166 code such as US, GB, DE")
+
+
+class PiiAnalyzer(PiiReport, Analyzer):  # its report section: pii/report.py
+    name = "pii"
+    scoped = False  # every document, whatever its language
+    Options = PiiOptions
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.types = normalize_types(self.options.types)
+        self.region = (self.options.region or "US").upper()
         self._detector: PiiDetector | None = None
 
     def __repr__(self) -> str:

@@ -42,6 +42,7 @@ PII_TYPES: tuple[str, ...] = (
 )
 # The types that can appear in spans: selecting IP_ADDRESS also yields IP_ADDRESS_PRIVATE spans
 # (private, loopback, link-local, documentation, multicast and other non-global addresses).
+# Also the order of the rows of the report's PII table.
 SPAN_TYPES: tuple[str, ...] = PII_TYPES + (IP_PRIVATE,)
 # Span types that are not personal data by themselves: listed in spans, not counted as PII.
 NOT_PII: frozenset[str] = frozenset({IP_PRIVATE})

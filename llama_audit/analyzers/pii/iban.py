@@ -44,7 +44,6 @@ def _compile(structure: str) -> tuple[int, re.Pattern[str]]:
 
 
 _COUNTRIES: dict[str, tuple[int, re.Pattern[str]]] = {cc: _compile(s) for cc, s in BBAN_STRUCTURE.items()}
-_MAX_LEN = max(n for n, _ in _COUNTRIES.values())
 
 _CANDIDATE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,34}", re.ASCII)
 

@@ -5,15 +5,18 @@ Importing this module is cheap: torch and transformers are imported by :meth:`se
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 
-from llama_audit.analyzers.base import (Analyzer, AnalyzerUnavailable, BatchContext, ConfigError, Counts,
-                                        DocBatch, ScanOptions)
+from llama_audit.analyzers.base import (Analyzer, AnalyzerOptions, AnalyzerUnavailable, BatchContext, Counts,
+                                        DocBatch, Resources, option)
 from llama_audit.analyzers.toxicity import model as _model
 from llama_audit.analyzers.toxicity.lines import split_documents, segment_stats
+from llama_audit.analyzers.toxicity.report import ToxicityReport
 from llama_audit.analyzers.toxicity.sampling import sample_mask
 from llama_audit.analyzers.toxicity.selftest import run_self_test, self_test_spec
 from llama_audit.analyzers.toxicity.summary import fold_scores
@@ -29,27 +32,44 @@ LINE_RULE = ("split on \\n; lines stripped of whitespace and invisible format ch
              "lines with a character other than whitespace, U+FFFD and categories C* scored")
 
 
-class ToxicityAnalyzer(Analyzer):
-    """Options: ``toxicity_model``, ``toxicity_revision``, ``toxicity_tokenizer``, ``toxicity_sample``,
-    ``toxicity_batch_tokens``, ``device``, ``seed``; and in ``extra``: ``toxicity_self_test``
-    (True | False | {"toxic", "benign", "margin"}), ``toxicity_label_index`` (1),
-    ``toxicity_precision`` (auto | fp32 | bf16 | fp16), ``toxicity_forward`` (auto | packed |
-    transformers), ``toxicity_cache_lines`` (500000),
-    ``toxicity_threads`` (CPU threads)."""
+@dataclasses.dataclass(frozen=True)
+class ToxicityOptions(AnalyzerOptions):
+    model: str = option("tomh/toxigen_hatebert", "Toxicity model: hub id or local directory.", flag="--toxicity-model")
+    revision: str | None = option(None, "Hub revision of the toxicity model.", flag="--toxicity-revision")
+    tokenizer: str = option("bert-base-uncased", "Tokenizer: hub id or local directory.", flag="--toxicity-tokenizer")
+    sample: float = option(1.0, "Fraction of in-scope documents scored (paper: 0.1), deterministic per id.",
+                           flag="--toxicity-sample", check=lambda v: None if 0.0 < v <= 1.0 else "must be in (0, 1]")
+    batch_tokens: int | None = option(
+        None, "Padded tokens per model batch, >= 64 (default: 2048 on CPU, from free memory on GPU).",
+        flag="--toxicity-batch-tokens", check=lambda v: None if v >= 64 else "must be >= 64")
+    self_test: Any = option(True, "Check before scanning that toxic sentences outscore benign ones "
+                            "(API: also a mapping {toxic, benign, margin}).",
+                            flag="--toxicity-self-test/--no-toxicity-self-test")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N (toxicity).", flag="--device")
+    seed: int = option(0, "Seed of the deterministic toxicity sample.", flag="--seed")
+    label_index: int = option(1, "Index of the toxic label in the model's output.")
+    precision: str = option("auto", "Model precision.", choices=("auto", "fp32", "bf16", "fp16"))
+    forward: str = option("auto", "auto (packed BERT forward, probed) | packed | transformers.",
+                          choices=("auto", "packed", "transformers"))
+    cache_lines: int = option(500_000, "Duplicate lines remembered per shard (0: no cache).",
+                              check=lambda v: None if v >= 0 else "must be >= 0")
+    threads: int | None = option(None, "CPU threads of torch (default: torch's).",
+                                 check=lambda v: None if v >= 1 else "must be >= 1")
+    overlap: bool | None = option(None, "Score batch i in the background while batch i+1 is read "
+                                  "(default: on a GPU only).")
 
+    def validate(self) -> None:
+        self_test_spec(self.self_test)
+
+
+class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 13): toxicity/report.py
     name = "toxicity"
     requires = ()
     scoped = True
+    Options = ToxicityOptions
 
-    def __init__(self, options: ScanOptions):
+    def __init__(self, options=None):
         super().__init__(options)
-        rate = float(options.toxicity_sample)
-        if not 0.0 <= rate <= 1.0:
-            raise ConfigError(f"--toxicity-sample {rate}: expected a fraction between 0 and 1")
-        bt = options.toxicity_batch_tokens
-        if bt is not None and (isinstance(bt, bool) or not isinstance(bt, int) or bt < 1):
-            raise ConfigError(f"--toxicity-batch-tokens {bt!r}: expected a positive number of tokens")
-        self_test_spec(options.extra.get("toxicity_self_test", True))  # validate early
         self._engine = None
         self._closed = False
         self._self_test: dict | None = None
@@ -58,7 +78,7 @@ class ToxicityAnalyzer(Analyzer):
     # -- availability and configuration -------------------------------------------------------
 
     @classmethod
-    def unavailable_reason(cls, options: ScanOptions) -> str | None:
+    def unavailable_reason(cls, options: ToxicityOptions) -> str | None:
         missing = _model.missing_extras()
         if missing:
             return f"toxicity needs {', '.join(missing)} (not installed); install with: {_model.EXTRA_FIX}"
@@ -69,14 +89,35 @@ class ToxicityAnalyzer(Analyzer):
         return None
 
     @staticmethod
-    def _locate(options: ScanOptions) -> tuple[_model.Located, _model.Located]:
-        m = _model.locate(options.toxicity_model, options.toxicity_revision, kind="model", option="--toxicity-model")
-        t = _model.locate(options.toxicity_tokenizer, None, kind="tokenizer", option="--toxicity-tokenizer")
+    def _locate(options: ToxicityOptions) -> tuple[_model.Located, _model.Located]:
+        m = _model.locate(options.model, options.revision, kind="model", option="--toxicity-model")
+        t = _model.locate(options.tokenizer, None, kind="tokenizer", option="--toxicity-tokenizer")
         return m, t
+
+    @classmethod
+    def worker_options(cls, options: ToxicityOptions, index: int, workers: int) -> ToxicityOptions:
+        """In one process the engine drives every visible GPU itself, or every core. N pool workers
+        doing that would load N x #GPUs model replicas, or run N x #cores torch threads. So with
+        GPUs (``--device auto|cuda``) worker k takes GPU ``k mod #GPUs``; on the CPU each worker
+        gets ``#cores / N`` torch threads (unless ``OMP_NUM_THREADS`` or ``threads`` says)."""
+        spec = (options.device or "auto").strip().lower()
+        n_gpu = _model.cuda_device_count() if spec != "cpu" else 0
+        if n_gpu and spec in ("auto", "cuda"):
+            return dataclasses.replace(options, device=f"cuda:{index % n_gpu}")
+        if n_gpu == 0 and options.threads is None and "OMP_NUM_THREADS" not in os.environ:
+            return dataclasses.replace(options, threads=max(1, len(os.sched_getaffinity(0)) // max(1, workers)))
+        return options
+
+    def resources(self) -> Resources:
+        """The model wants many lines per call (a large batch fills a GPU and the duplicate-line
+        cache), and a GPU when one is here and ``--device`` allows it."""
+        spec = (self.options.device or "auto").strip().lower()
+        gpus = 1.0 if spec != "cpu" and _model.cuda_device_count() else 0.0
+        return Resources(cpus=1.0, gpus=gpus, batch_docs=8192, batch_bytes=32 << 20)
 
     @property
     def label_index(self) -> int:
-        return int(self.options.extra.get("toxicity_label_index", 1))
+        return self.options.label_index
 
     def config(self) -> dict[str, Any]:
         o = self.options
@@ -88,22 +129,22 @@ class ToxicityAnalyzer(Analyzer):
             self._sha = {"model": _model.files_sha256(m, "model"),
                          "tokenizer": _model.files_sha256(t, "tokenizer")}
         # whether the self-test runs; its result is in stats() (the manifest's run record)
-        self_test = "off" if self_test_spec(o.extra.get("toxicity_self_test", True)) is None else "on"
+        self_test = "off" if self_test_spec(o.self_test) is None else "on"
         return {
-            "model": o.toxicity_model,
-            "revision": o.toxicity_revision,
+            "model": o.model,
+            "revision": o.revision,
             "model_commit": m.revision if m else None,
-            "tokenizer": o.toxicity_tokenizer,
+            "tokenizer": o.tokenizer,
             "tokenizer_commit": t.revision if t else None,
             "sha256": self._sha,
             "label_index": self.label_index,
             "max_length": MAX_LENGTH,
             "lines": LINE_RULE,
-            "sample_rate": float(o.toxicity_sample),
+            "sample_rate": float(o.sample),
             "seed": int(o.seed),
-            "precision": str(o.extra.get("toxicity_precision", "auto")),
-            "batch_tokens": o.toxicity_batch_tokens,
-            "forward": str(o.extra.get("toxicity_forward", "auto")),
+            "precision": o.precision,
+            "batch_tokens": o.batch_tokens,
+            "forward": o.forward,
             "self_test": self_test,
         }
 
@@ -120,17 +161,14 @@ class ToxicityAnalyzer(Analyzer):
         model = _model.load_model(m)
         tok = _model.load_tokenizer(t)
         _model.check_pair(model, tok, m.spec, t.spec)
-        x = self.options.extra
+        o = self.options
         engine = ToxicityEngine(
-            model, tok, device=self.options.device, label_index=self.label_index,
+            model, tok, device=o.device, label_index=self.label_index,
             max_length=_model.max_length(model, tok, MAX_LENGTH),
-            batch_tokens=self.options.toxicity_batch_tokens,
-            cache_lines=int(x.get("toxicity_cache_lines", 500_000)),
-            precision=str(x.get("toxicity_precision", "auto")),
-            threads=x.get("toxicity_threads"),
-            forward=str(x.get("toxicity_forward", "auto")))
+            batch_tokens=o.batch_tokens, cache_lines=o.cache_lines, precision=o.precision,
+            threads=o.threads, forward=o.forward)
         try:
-            self._self_test = run_self_test(engine.score, x.get("toxicity_self_test", True),
+            self._self_test = run_self_test(engine.score, o.self_test,
                                             model=m.spec, label_index=self.label_index)
         except Exception:
             engine.close()
@@ -140,11 +178,10 @@ class ToxicityAnalyzer(Analyzer):
         self._engine = engine
 
     def overlaps(self) -> bool:
-        """On a GPU, score batch i while the CPU reads and analyzes batch i+1 (extra
-        ``toxicity_overlap``: None = on a GPU only, True/False to force)."""
-        forced = self.options.extra.get("toxicity_overlap")
-        if forced is not None:
-            return bool(forced)
+        """On a GPU, score batch i while the CPU reads and analyzes batch i+1 (option ``overlap``:
+        None = on a GPU only, True/False to force)."""
+        if self.options.overlap is not None:
+            return self.options.overlap
         return self._engine is not None and self._engine.cuda
 
     def start_shard(self, key: str) -> None:
@@ -173,7 +210,7 @@ class ToxicityAnalyzer(Analyzer):
     def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
         n = len(batch)
         in_scope = np.ones(n, dtype=bool) if ctx.in_scope is None else np.asarray(ctx.in_scope, dtype=bool)
-        selected = in_scope & sample_mask(batch.doc_ids, self.options.seed, self.options.toxicity_sample)
+        selected = in_scope & sample_mask(batch.doc_ids, self.options.seed, self.options.sample)
         idx = np.flatnonzero(selected)
         mean = np.full(n, np.nan)
         mx = np.full(n, np.nan)

@@ -1,6 +1,6 @@
 """Documents -> lines, and line scores -> per-document statistics.
 
-Methodology (DESIGN.md, Toxicity): a document's text is split on ``"\\n"``; each line with at
+Methodology (docs/methodology.md, Toxicity): a document's text is split on ``"\\n"``; each line with at
 least one non-whitespace character is scored; the document score is the mean of its line scores.
 A line is scored with its surrounding whitespace stripped (BERT-style tokenizers ignore it, and
 stripping lets ``"foo\\r"`` and ``"foo"`` share one cache entry). Characters that BERT's

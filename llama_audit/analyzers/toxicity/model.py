@@ -38,6 +38,15 @@ def missing_extras() -> list[str]:
             if importlib.util.find_spec(name) is None]
 
 
+def cuda_device_count() -> int:
+    """Visible CUDA GPUs; 0 without torch (imports torch only when it is installed)."""
+    if importlib.util.find_spec("torch") is None:
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def hub_cache_dir() -> str:
     """The Hugging Face hub cache directory (honours HF_HUB_CACHE / HF_HOME)."""
     try:

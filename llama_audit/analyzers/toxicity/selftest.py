@@ -5,7 +5,7 @@ scores the corpus. The test passes when the toxic ones score, on average, at lea
 above the benign ones. A wrong label index (toxic = 0), a mismatched tokenizer or a model that is
 not a toxicity classifier fails it, with a message saying so.
 
-``ScanOptions.extra["toxicity_self_test"]`` controls it: absent/True = built-in sentences;
+The toxicity option ``self_test`` (``--toxicity-self-test``) controls it: absent/True = built-in sentences;
 False = skipped (recorded as skipped); a mapping ``{"toxic": [...], "benign": [...], "margin": x}``
 replaces any of the three.
 """

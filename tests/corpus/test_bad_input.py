@@ -18,15 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from llama_audit.corpus import BAD_REASONS, BadRecord, ShardUnreadable, make_shard, read_shard
-from llama_audit.corpus import readers
+from llama_audit.corpus import BAD_REASONS, BadRecord, ReadSpec, ShardUnreadable, make_shard, read_shard
+from llama_audit.corpus import streams
 
 SECRET = "SECRET-4417-jane.doe@example.com"
 
 
 def read_all(shard, **kw):
     docs, bad = [], []
-    for batch, bads, _pos in read_shard(shard, **kw):
+    for batch, bads, _pos in read_shard(shard, ReadSpec(**kw)):
         bad.extend(bads)
         if batch is not None:
             docs.extend(zip(batch.rows.tolist(), batch.doc_ids, batch.texts))
@@ -102,7 +102,7 @@ def test_every_bad_json_line_is_counted(tmp_path, name, enc):
 def test_many_bad_records_are_flushed_in_bounded_lists(tmp_path):
     lines = [b"nope"] * 50 + [good(0)]
     shard = make_shard(str(write(tmp_path / "b.jsonl", b"\n".join(lines))))
-    sizes = [len(bads) for _, bads, _ in read_shard(shard, batch_docs=8)]
+    sizes = [len(bads) for _, bads, _ in read_shard(shard, ReadSpec(batch_docs=8))]
     assert max(sizes) <= 8 and sum(sizes) == 50
     docs, bad = read_all(shard, batch_docs=8)
     assert len(docs) + len(bad) == 51
@@ -156,8 +156,8 @@ def test_corrupt_gzip_data_is_a_read_error(tmp_path):
 def test_io_error_mid_file(tmp_path, monkeypatch):
     raw = b"".join(good(i) + b"\n" for i in range(100))
     shard = make_shard(str(write(tmp_path / "io.jsonl", raw)))
-    monkeypatch.setattr(readers, "_PLAIN_CHUNK", 100)
-    real_init = readers._Source.__init__
+    monkeypatch.setattr(streams, "PLAIN_CHUNK", 100)
+    real_init = streams.ByteSource.__init__
 
     class FailingFile:
         def __init__(self, f):
@@ -177,7 +177,7 @@ def test_io_error_mid_file(tmp_path, monkeypatch):
         real_init(self, path)
         self.f = FailingFile(self.f)
 
-    monkeypatch.setattr(readers._Source, "__init__", init)
+    monkeypatch.setattr(streams.ByteSource, "__init__", init)
     docs, bad = read_all(shard)
     assert 0 < len(docs) < 100
     assert [d[1] for d in docs] == [f"g{i}" for i in range(len(docs))]
@@ -311,7 +311,7 @@ def test_arrow_missing_and_non_string_text(tmp_path):
 def test_generator_closed_early_releases_the_file(tmp_path):
     raw = b"".join(good(i) + b"\n" for i in range(5000))
     shard = make_shard(str(write(tmp_path / "e.jsonl.gz", gzip.compress(raw))))
-    it = read_shard(shard, batch_docs=10)
+    it = read_shard(shard, ReadSpec(batch_docs=10))
     next(it)
     it.close()
     fds = os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []

@@ -1,4 +1,4 @@
-"""`report` formats and the JSON contract of DESIGN.md."""
+"""`report` formats and the JSON contract of docs/outputs.md."""
 
 import csv
 import io
@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from llama_audit.analyzers.base import ScanOptions
 from llama_audit.job import ScanRequest, run_scan
 from llama_audit.report.render import render_csv, render_json, render_markdown
 from llama_audit.report.tables import build_report
@@ -47,7 +46,7 @@ def test_json_contract(out):
 def test_skipped_analyzer_appears_with_reason(tmp_path, make_jsonl):
     make_jsonl("a.jsonl", [{"text": "hello there"}])
     run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "out"),
-                         options=ScanOptions(lid_model=str(tmp_path / "missing.bin"), languages=("all",))))
+                         languages=("all",), options={"language": {"model": str(tmp_path / "missing.bin")}}))
     r = build_report(str(tmp_path / "out"))
     assert r["languages"]["status"] == "skipped" and "missing.bin" in r["languages"]["reason"]
 
@@ -60,3 +59,20 @@ def test_markdown_and_csv(out):
     assert rows[0] == ["table", "group", "label", "documents", "pct", "matches"]
     assert ["identities", "religion", "christian", "1", "100.0", ""] in rows
     assert any(row[:3] == ["languages", "", "fr"] for row in rows)
+
+
+def test_report_options_belong_to_their_analyzer(out):
+    from llama_audit.analyzers.identities import IdentityReportOptions
+    from llama_audit.analyzers.language import LanguageReportOptions
+
+    options = {"identities": IdentityReportOptions(top=0), "language": LanguageReportOptions(min_pct=50.0)}
+    r = build_report(out, report_options=options)
+    assert r == build_report(out)  # they choose what the human formats show, never the JSON
+    md = render_markdown(r, report_options=options)
+    assert "(top 0 per axis)" in md and "christian" not in md
+    assert "(>= 50.0% of documents)" in md and "| en |" in md and "| fr |" not in md
+    assert render_markdown(r, top=0, min_pct=50.0) == md  # given by field name, as --top and --min-pct
+    assert ["identities", "religion", "christian", "1", "100.0", ""] in csv.reader(io.StringIO(render_csv(r, top=0)))
+    # the paper's order (Tables 9a, 9b, 10), not the JSON's
+    assert list(r).index("languages") < list(r).index("pronouns")
+    assert md.index("Table 9a") < md.index("Table 9b") < md.index("Table 10")

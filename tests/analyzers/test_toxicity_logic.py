@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llama_audit.analyzers.base import BatchContext, ScanOptions
+from llama_audit.analyzers.base import BatchContext
 from llama_audit.analyzers.toxicity import ToxicityAnalyzer, summarize_toxicity
 from llama_audit.analyzers.toxicity.lines import document_lines, segment_stats, split_documents
 from llama_audit.analyzers.toxicity.sampling import sample_mask, sample_uniform
@@ -157,7 +157,7 @@ def test_summarize_empty_and_coarse_fallback():
 
 
 def test_analyzer_fold_reads_columns_with_nulls():
-    an = ToxicityAnalyzer(ScanOptions(extra={"toxicity_self_test": False}))
+    an = ToxicityAnalyzer({"self_test": False})
     cols = {
         "toxicity_mean": pa.array([0.2, None, 0.75, 0.5], type=pa.float32()),
         "toxicity_lines": pa.array([3, None, 4, 2], type=pa.int32()),
@@ -179,7 +179,7 @@ def test_contract_and_fields():
 
     cls = load_class("toxicity")
     assert cls is ToxicityAnalyzer and cls.scoped and cls.requires == ()
-    fields = {f.name: f.type for f in ToxicityAnalyzer(ScanOptions()).fields()}
+    fields = {f.name: f.type for f in ToxicityAnalyzer().fields()}
     assert fields == {"toxicity_mean": pa.float32(), "toxicity_lines": pa.int32(),
                       "toxicity_max": pa.float32(), "toxicity_frac_ge_0_5": pa.float32()}
 
@@ -187,23 +187,25 @@ def test_contract_and_fields():
 def test_bad_sample_rate():
     from llama_audit.analyzers.base import ConfigError
 
-    with pytest.raises(ConfigError):
-        ToxicityAnalyzer(ScanOptions(toxicity_sample=1.5))
+    with pytest.raises(ConfigError, match=r"^--toxicity-sample must be in \(0, 1\] \(got 1\.5\)$"):
+        ToxicityAnalyzer({"sample": 1.5})
+    with pytest.raises(ConfigError, match=r"--toxicity-sample"):
+        ToxicityAnalyzer.options_from({"sample": "0"})  # as given on the command line
 
 
 def test_unavailable_when_torch_missing(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
-    reason = ToxicityAnalyzer.unavailable_reason(ScanOptions())
+    reason = ToxicityAnalyzer.unavailable_reason(ToxicityAnalyzer.options_from())
     assert "torch" in reason and "pip install 'llama-audit[toxicity]'" in reason and "\n" not in reason
 
 
 def test_unavailable_reason_is_cheap_and_lazy(tmp_path):
     code = (
         "import sys, time\n"
-        "from llama_audit.analyzers.base import ScanOptions\n"
         "from llama_audit.analyzers.toxicity import ToxicityAnalyzer\n"
-        f"t = time.time(); r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model={str(tmp_path / 'nope')!r}))\n"
+        f"o = ToxicityAnalyzer.options_from({{'model': {str(tmp_path / 'nope')!r}}})\n"
+        "t = time.time(); r = ToxicityAnalyzer.unavailable_reason(o)\n"
         "assert 'does not exist' in r and '--toxicity-model' in r, r\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
         "print('ok')\n"
@@ -227,11 +229,15 @@ def test_wilson_interval():
 
 
 def test_report_gives_an_interval_for_a_sampled_share():
+    from llama_audit.analyzers.toxicity import ToxicityAnalyzer
     from llama_audit.report.render import display_tables, render_csv
-    from llama_audit.report.tables import toxicity_section
+    from llama_audit.report.section import ReportContext
 
     counts = Counter({"documents_scored": 1000, "documents_ge_0_5": 2, "lines_scored": 5000, "hist100/1": 998,
                       "hist100/60": 2})
+
+    def toxicity_section(counts, config):
+        return ToxicityAnalyzer.report_section(counts, ReportContext(config, {}, ToxicityAnalyzer.ReportOptions()))
     full = toxicity_section(counts, {"model": "m", "sample_rate": 1.0})
     assert "pct_ge_0_5_ci95" not in full  # the whole scope was scored: no sampling error
     sampled = toxicity_section(counts, {"model": "m", "sample_rate": 0.1})

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from llama_audit.analyzers.base import ConfigError, ScanOptions
 from llama_audit.job import ScanRequest, run_scan
+from llama_audit.types import ConfigError
 
 ray = pytest.importorskip("ray")
 
@@ -27,7 +27,7 @@ def make_corpus(make_jsonl, shards=3):
 def test_ray_executor_equals_in_process(tmp_path, make_jsonl):
     make_corpus(make_jsonl)
     common = dict(paths=[str(tmp_path / "corpus")], analyzers=["language", "pronouns", "identities", "pii"],
-                  options=ScanOptions(languages=("all",)))
+                  languages=("all",))
     run_scan(ScanRequest(out=str(tmp_path / "local"), **common))
     res = run_scan(ScanRequest(out=str(tmp_path / "ray"), executor="ray", workers=2, **common))
     assert res.exit_code == 0 and res.shards_run == 3 and res.documents == 15
@@ -46,5 +46,5 @@ def test_ray_setup_failure_is_one_line(tmp_path, make_jsonl):
     bad.write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="bad.bin"):
         run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "o"), executor="ray", workers=2,
-                             analyzers=["language"], options=ScanOptions(languages=("all",), lid_model=str(bad))))
+                             analyzers=["language"], languages=("all",), options={"language": {"model": str(bad)}}))
 

@@ -1,9 +1,9 @@
-"""``llama-audit models fetch|list`` (the lead mounts ``models_app``); no network is used."""
+"""``llama-audit models fetch|list`` (``models_app``, mounted as ``models``); no network is used."""
 
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from llama_audit.analyzers.toxicity import model as tm
 from llama_audit.cli_models import models_app
@@ -33,7 +33,8 @@ def test_fetch_offline_fails_fast_with_one_line():
     pytest.importorskip("huggingface_hub")
     res = runner.invoke(models_app, ["fetch"], env={"HF_HUB_OFFLINE": "1"})
     assert res.exit_code == 1
-    err = res.stderr if hasattr(res, "stderr") and res.stderr else res.output
+    err = res.stderr
+    assert res.stdout == ""
     assert "HF_HUB_OFFLINE" in err and "--toxicity-model PATH" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -49,7 +50,8 @@ def test_fetch_download_error_is_one_line(monkeypatch):
     monkeypatch.setattr(cm, "_offline", lambda: False)
     res = runner.invoke(models_app, ["fetch"])
     assert res.exit_code == 1
-    err = res.stderr if hasattr(res, "stderr") and res.stderr else res.output
+    err = res.stderr
+    assert res.stdout == ""
     assert "could not download toxicity model 'tomh/toxigen_hatebert'" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -84,3 +86,12 @@ def test_fetch_then_found_in_cache(tmp_path, monkeypatch):
     assert [c[0] for c in calls] == ["tomh/toxigen_hatebert", "tomh/toxigen_hatebert", "bert-base-uncased"]
     assert "toxicity model: tomh/toxigen_hatebert @ " + "c" * 40 in res.output
     assert tm.locate("tomh/toxigen_hatebert", None, kind="model", option="--toxicity-model").revision == "c" * 40
+
+
+def test_mounted_as_models_in_the_cli(tmp_path, monkeypatch):
+    from llama_audit.cli import command
+
+    monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path))
+    res = runner.invoke(command(), ["models", "list"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "tomh/toxigen_hatebert" in res.stdout and "missing" in res.stdout

@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from llama_audit.analyzers.base import AnalyzerUnavailable, BatchContext, DocBatch, ScanOptions  # noqa: E402
+from llama_audit.analyzers.base import AnalyzerUnavailable, BatchContext, DocBatch  # noqa: E402
 from llama_audit.analyzers.toxicity import ToxicityAnalyzer, model as tm  # noqa: E402
 from llama_audit.analyzers.toxicity.engine import LineCache, ToxicityEngine  # noqa: E402
 from llama_audit.analyzers.toxicity.lines import document_lines  # noqa: E402
@@ -101,9 +101,13 @@ def lines_and_ref(tiny):
 
 
 def options(model_dir, **kw):
-    extra = kw.pop("extra", {"toxicity_self_test": False})
-    return ScanOptions(toxicity_model=str(model_dir), toxicity_tokenizer=str(model_dir), device="cpu",
-                       extra=extra, **kw)
+    """The toxicity analyzer's options ({key: value}) for a local model; no self-test unless given."""
+    return {"model": str(model_dir), "tokenizer": str(model_dir), "device": "cpu", "self_test": False, **kw}
+
+
+def typed(**kw):
+    """Typed toxicity options (what ``unavailable_reason`` takes)."""
+    return ToxicityAnalyzer.options_from(kw)
 
 
 # -- engine --------------------------------------------------------------------------------------
@@ -275,7 +279,7 @@ def test_analyzer_sampling_is_deterministic(tiny_dir):
     batch = DocBatch("s", np.arange(200, dtype=np.int64), ids, docs)
     scope = np.ones(200, dtype=bool)
     scope[::10] = False
-    an = ToxicityAnalyzer(options(tiny_dir, toxicity_sample=0.3, seed=11))
+    an = ToxicityAnalyzer(options(tiny_dir, sample=0.3, seed=11))
     cols = an.annotate(batch, BatchContext(scope, {}))  # sets itself up on first use
     scored = np.array([m is not None for m in cols["toxicity_mean"].to_pylist()])
     assert np.array_equal(scored, scope & sample_mask(ids, 11, 0.3))
@@ -288,7 +292,7 @@ def test_analyzer_sampling_is_deterministic(tiny_dir):
 
 
 def test_analyzer_config_before_and_after_setup(tiny_dir):
-    an = ToxicityAnalyzer(options(tiny_dir, extra={"toxicity_self_test": {"margin": -1.0}}))
+    an = ToxicityAnalyzer(options(tiny_dir, self_test={"margin": -1.0}))
     before = an.config()
     assert before == an.config()  # deterministic
     assert before["self_test"] == "on"
@@ -315,18 +319,18 @@ def test_self_test_catches_inverted_label(tiny, tiny_dir, tmp_path):
     spec = {"benign": [sentences[i] for i in order[:4]], "toxic": [sentences[i] for i in order[4:]], "margin": 0.0}
     assert scores[order[4:]].mean() > scores[order[:4]].mean()
 
-    ok = ToxicityAnalyzer(options(tiny_dir, extra={"toxicity_self_test": spec}))
+    ok = ToxicityAnalyzer(options(tiny_dir, self_test=spec))
     ok.setup()
     result = ok.stats()["self_test"]
     assert result["status"] == "passed" and result["toxic_mean"] > result["benign_mean"]
     ok.close()
 
     inverted = build_tiny(tmp_path / "inverted", invert=True)
-    bad = ToxicityAnalyzer(options(inverted, extra={"toxicity_self_test": spec}))
+    bad = ToxicityAnalyzer(options(inverted, self_test=spec))
     with pytest.raises(ToxicitySelfTestError, match="self-test failed.*label"):
         bad.setup()
     # the same inverted model passes when the label index says where toxic is
-    fixed = ToxicityAnalyzer(options(inverted, extra={"toxicity_self_test": spec, "toxicity_label_index": 0}))
+    fixed = ToxicityAnalyzer(options(inverted, self_test=spec, label_index=0))
     fixed.setup()
     fixed.close()
 
@@ -334,21 +338,21 @@ def test_self_test_catches_inverted_label(tiny, tiny_dir, tmp_path):
 # -- finding the model ---------------------------------------------------------------------------
 
 def test_unavailable_reasons(tiny_dir, tmp_path, monkeypatch):
-    assert ToxicityAnalyzer.unavailable_reason(options(tiny_dir)) is None
+    assert ToxicityAnalyzer.unavailable_reason(typed(**options(tiny_dir))) is None
     missing = tmp_path / "no-such-model"
-    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model=str(missing), toxicity_tokenizer=str(tiny_dir)))
+    r = ToxicityAnalyzer.unavailable_reason(typed(model=str(missing), tokenizer=str(tiny_dir)))
     assert "does not exist" in r and "--toxicity-model" in r and str(missing) in r
-    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model=str(tiny_dir), toxicity_tokenizer=str(missing)))
+    r = ToxicityAnalyzer.unavailable_reason(typed(model=str(tiny_dir), tokenizer=str(missing)))
     assert "--toxicity-tokenizer" in r
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text("{}")
-    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model=str(empty), toxicity_tokenizer=str(tiny_dir)))
+    r = ToxicityAnalyzer.unavailable_reason(typed(model=str(empty), tokenizer=str(tiny_dir)))
     assert "no weights" in r
     monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path / "hf-cache"))
-    r = ToxicityAnalyzer.unavailable_reason(ScanOptions())
+    r = ToxicityAnalyzer.unavailable_reason(typed())
     assert "tomh/toxigen_hatebert" in r and "llama-audit models fetch" in r and "--toxicity-model PATH" in r
-    an = ToxicityAnalyzer(ScanOptions(device="cpu"))
+    an = ToxicityAnalyzer({"device": "cpu"})
     with pytest.raises(AnalyzerUnavailable, match="models fetch"):
         an.setup()
 
@@ -363,8 +367,7 @@ def test_cached_hub_id_is_found_offline(tiny_dir, tmp_path, monkeypatch):
         shutil.copytree(tiny_dir, root / "snapshots" / commit)
     monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    opts = ScanOptions(toxicity_model="org/tiny-tox", toxicity_tokenizer="org/tiny-tok", device="cpu",
-                       extra={"toxicity_self_test": False})
+    opts = typed(model="org/tiny-tox", tokenizer="org/tiny-tok", device="cpu", self_test=False)
     assert ToxicityAnalyzer.unavailable_reason(opts) is None
     an = ToxicityAnalyzer(opts)
     cfg = an.config()
@@ -374,8 +377,7 @@ def test_cached_hub_id_is_found_offline(tiny_dir, tmp_path, monkeypatch):
                        BatchContext(np.ones(1, dtype=bool), {}))
     assert cols["toxicity_lines"].to_pylist() == [1]
     an.close()
-    r = ToxicityAnalyzer.unavailable_reason(ScanOptions(toxicity_model="org/tiny-tox", toxicity_revision="v9",
-                                                        toxicity_tokenizer="org/tiny-tok"))
+    r = ToxicityAnalyzer.unavailable_reason(typed(model="org/tiny-tox", revision="v9", tokenizer="org/tiny-tok"))
     assert "revision v9" in r
 
 
@@ -387,8 +389,7 @@ def test_tokenizer_model_mismatch_is_reported(tiny_dir, tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(500)]
     (big / "vocab.txt").write_text("\n".join(vocab) + "\n")
     _tokenizer(big / "vocab.txt").save_pretrained(big)
-    an = ToxicityAnalyzer(ScanOptions(toxicity_model=str(tiny_dir), toxicity_tokenizer=str(big), device="cpu",
-                                      extra={"toxicity_self_test": False}))
+    an = ToxicityAnalyzer({"model": str(tiny_dir), "tokenizer": str(big), "device": "cpu", "self_test": False})
     with pytest.raises(ConfigError, match="--toxicity-tokenizer"):
         an.setup()
 
@@ -405,15 +406,16 @@ def test_columns_are_arrow_nullable(tiny_dir):
 def test_scan_and_report_with_toxicity_through_the_cli(tiny_dir, tmp_path):
     import json
 
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
-    from llama_audit.cli import app
+    from llama_audit.cli import command
 
     corpus = tmp_path / "c" / "a.jsonl"
     corpus.parent.mkdir()
     corpus.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(
         ["The weather is nice today.\nWe walked to the park.", "", "I like apples and pears.\n\n  \nok"])))
     runner = CliRunner()
+    app = command()
     res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o"), "--quiet",
                               "--analyzers", "toxicity", "--languages", "all", "--toxicity-model", str(tiny_dir),
                               "--toxicity-tokenizer", str(tiny_dir), "--no-toxicity-self-test", "--device", "cpu"])
@@ -429,23 +431,24 @@ def test_scan_and_report_with_toxicity_through_the_cli(tiny_dir, tmp_path):
 def test_missing_model_default_scan_skips_explicit_scan_fails(tmp_path):
     import json
 
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
-    from llama_audit.cli import app
+    from llama_audit.cli import command
 
     corpus = tmp_path / "c" / "a.jsonl"
     corpus.parent.mkdir()
     corpus.write_text(json.dumps({"text": "Hello there, general."}) + "\n")
     runner = CliRunner()
+    app = command()
     missing = str(tmp_path / "no-model")
     res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o1"), "--quiet",
                               "--toxicity-model", missing])
-    assert res.exit_code == 0 and "skipping analyzer 'toxicity'" in res.output
+    assert res.exit_code == 0 and "skipping analyzer 'toxicity'" in res.stderr
     report = json.loads(runner.invoke(app, ["report", str(tmp_path / "o1"), "--format", "json"]).stdout)
     assert report["toxicity"]["status"] == "skipped" and missing in report["toxicity"]["reason"]
     res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o2"), "--quiet",
                               "--analyzers", "toxicity", "--toxicity-model", missing])
-    assert res.exit_code == 2 and "cannot run" in res.output and not (tmp_path / "o2").exists()
+    assert res.exit_code == 2 and "cannot run" in res.stderr and not (tmp_path / "o2").exists()
 
 
 @pytest.mark.parametrize("broken", ["weights", "config", "tokenizer"])
@@ -454,9 +457,9 @@ def test_corrupt_model_files_are_one_line_errors(tiny_dir, tmp_path, broken):
     a corrected rerun into the same OUT is accepted (nothing was scanned)."""
     import json
 
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
-    from llama_audit.cli import app
+    from llama_audit.cli import command
 
     bad = tmp_path / "bad"
     shutil.copytree(tiny_dir, bad)
@@ -472,11 +475,12 @@ def test_corrupt_model_files_are_one_line_errors(tiny_dir, tmp_path, broken):
     args = ["scan", str(corpus.parent), "--out", str(tmp_path / "o"), "--quiet", "--analyzers", "toxicity",
             "--languages", "all", "--no-toxicity-self-test"]
     model, tok = (str(tiny_dir), str(bad)) if broken == "tokenizer" else (str(bad), str(tiny_dir))
+    app = command()
     res = CliRunner().invoke(app, args + ["--toxicity-model", model, "--toxicity-tokenizer", tok])
     kind = "tokenizer" if broken == "tokenizer" else "model"
     assert res.exit_code == 2, res.output
-    assert f"toxicity {kind} '{bad}'" in res.output and "cannot be loaded" in res.output
-    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    assert f"toxicity {kind} '{bad}'" in res.stderr and "cannot be loaded" in res.stderr
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1 and res.stdout == ""
     res = CliRunner().invoke(app, args + ["--toxicity-model", str(tiny_dir), "--toxicity-tokenizer", str(tiny_dir)])
     assert res.exit_code == 0, res.output
 
@@ -501,7 +505,7 @@ def test_resumed_or_sliced_scan_gives_the_same_bytes(tiny_dir, tmp_path):
 
     def scan(out, **kw):
         return run_scan(ScanRequest(paths=[str(corpus)], out=str(tmp_path / out), analyzers=["toxicity"],
-                                    options=options(tiny_dir, languages=("all",)), **kw))
+                                    languages=("all",), options={"toxicity": options(tiny_dir)}, **kw))
 
     scan("whole")
     scan("resumed", num_shards=3, shard_index=2)  # the last shard alone first...
@@ -539,9 +543,8 @@ def test_overlapped_toxicity_gives_the_same_bytes(tiny_dir, tmp_path):
     emitted = {}
     for mode in (False, True):
         tables = emitted[mode] = []
-        opts = options(tiny_dir, languages=("all",),
-                       extra={"toxicity_self_test": False, "toxicity_overlap": mode})
-        req = ScanRequest(paths=[str(corpus)], out=str(tmp_path / f"o{mode}"),
+        opts = {"toxicity": options(tiny_dir, overlap=mode)}
+        req = ScanRequest(paths=[str(corpus)], out=str(tmp_path / f"o{mode}"), languages=("all",),
                           analyzers=["pronouns", "toxicity"], options=opts, emitter=tables.append)
         req.read.batch_docs = 7  # many batches per shard
         run_scan(req)
@@ -567,8 +570,9 @@ def test_overlapped_analyzer_error_fails_the_shard(tiny_dir, tmp_path, monkeypat
         return real(self, batch, ctx)
 
     monkeypatch.setattr(ToxicityAnalyzer, "annotate", flaky)
-    opts = options(tiny_dir, languages=("all",), extra={"toxicity_self_test": False, "toxicity_overlap": True})
-    req = ScanRequest(paths=[str(corpus)], out=str(tmp_path / "o"), analyzers=["toxicity"], options=opts)
+    opts = {"toxicity": options(tiny_dir, overlap=True)}
+    req = ScanRequest(paths=[str(corpus)], out=str(tmp_path / "o"), analyzers=["toxicity"], languages=("all",),
+                      options=opts)
     req.read.batch_docs = 7
     res = run_scan(req)
     assert len(res.failed) == 1 and "RuntimeError: device lost" in next(iter(res.failed.values()))

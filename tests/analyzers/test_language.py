@@ -1,7 +1,7 @@
 import numpy as np
 import pyarrow as pa
 
-from llama_audit.analyzers.base import BatchContext, DocBatch, ScanOptions
+from llama_audit.analyzers.base import BatchContext, DocBatch
 from llama_audit.analyzers.language import EMBEDDED_SHA256, LanguageAnalyzer, embedded_model_path, model_sha256
 
 
@@ -10,7 +10,7 @@ def batch(texts):
 
 
 def run(texts, threshold=0.5):
-    a = LanguageAnalyzer(ScanOptions(lid_threshold=threshold))
+    a = LanguageAnalyzer({"threshold": threshold})
     b = batch(texts)
     ctx = BatchContext(np.ones(len(texts), bool), {"chars": pa.array([len(t) for t in texts], pa.int64())})
     cols = a.annotate(b, ctx)
@@ -19,6 +19,15 @@ def run(texts, threshold=0.5):
 
 def test_embedded_model_checksum():
     assert model_sha256(embedded_model_path()) == EMBEDDED_SHA256
+
+
+def test_scope_labels_are_the_models_language_codes():
+    """The language analyzer provides the scope gate: its column, and the labels --languages is checked against."""
+    assert LanguageAnalyzer.scope_column == "lang" and "lang" in [f.name for f in LanguageAnalyzer().fields()]
+    labels = LanguageAnalyzer().scope_labels()
+    assert len(labels) == 176 and {"en", "fr", "de", "zh"} <= labels
+    assert not any(label.startswith("__label__") for label in labels)
+    assert LanguageAnalyzer({"engine": "fasttext"}).scope_labels() == labels
 
 
 def test_labels_threshold_and_empty_documents():
@@ -52,7 +61,7 @@ def test_fastlid_and_fasttext_engines_agree():
              "東京は日本の首都です。", "", "12345 !!!", "x" * 5000, "Ça va très bien, merci beaucoup mon ami."]
     out = {}
     for engine in ("fastlid", "fasttext"):
-        a = LanguageAnalyzer(ScanOptions(lid_engine=engine))
+        a = LanguageAnalyzer({"engine": engine})
         out[engine] = a.predict(texts)
     assert out["fastlid"][0] == out["fasttext"][0]
     np.testing.assert_allclose(out["fastlid"][1], out["fasttext"][1], atol=1e-4)

@@ -1,7 +1,7 @@
 """FastLid (numpy fastText predict) against the fastText binding on the embedded lid.176.ftz and
 on synthetic models written here in fastText's file format (dense and quantized matrices, qnorm,
 qout, pruned dictionaries, hs / softmax / ova). Inputs are built in the test; nothing is read
-from /work/shared.
+from outside the repository.
 
 Tolerance reached (lid.176.ftz, these inputs): identical labels; |prob diff| <= 1.5e-5 on the
 longest documents (60 KB), ~1e-7 typical. The difference is float32 rounding: the rows are summed

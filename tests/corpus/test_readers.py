@@ -14,8 +14,8 @@ import pytest
 import zstandard
 
 from llama_audit.analyzers.base import DocBatch
-from llama_audit.corpus import ShardUnreadable, discover, make_shard, read_shard
-from llama_audit.corpus import readers
+from llama_audit.corpus import ReadSpec, ShardUnreadable, discover, make_shard, read_shard
+from llama_audit.corpus import streams
 
 TEXTS = [
     "Hello world.",
@@ -31,7 +31,7 @@ def read_all(shard, **kw):
     """(docs as (row, id, text), bad records, batches) with the interface's invariants checked."""
     docs, bad, batches = [], [], []
     last = -1
-    for batch, bads, pos in read_shard(shard, **kw):
+    for batch, bads, pos in read_shard(shard, ReadSpec(**kw)):
         assert isinstance(pos, int) and last <= pos <= shard.size
         last = pos
         assert isinstance(bads, list)
@@ -146,10 +146,10 @@ def test_tiny_read_chunks_give_identical_results(tmp_path, monkeypatch, name):
            "x.jsonl.zst": zst, "x.txt.zst": zst}[name]
     shard = make_shard(str(write(tmp_path / name, enc(raw))))
     expected = read_all(shard)[:2]
-    monkeypatch.setattr(readers, "_PLAIN_CHUNK", 7)
-    monkeypatch.setattr(readers, "_GZ_IN_CHUNK", 5)
-    monkeypatch.setattr(readers, "_GZ_OUT_MAX", 11)
-    monkeypatch.setattr(readers, "_ZST_IN_CHUNK", 3)
+    monkeypatch.setattr(streams, "PLAIN_CHUNK", 7)
+    monkeypatch.setattr(streams, "GZ_IN_CHUNK", 5)
+    monkeypatch.setattr(streams, "GZ_OUT_MAX", 11)
+    monkeypatch.setattr(streams, "ZST_IN_CHUNK", 3)
     assert read_all(shard)[:2] == expected
     assert len(expected[0]) == (len(records) if not txt else 1)
     if txt:
@@ -304,5 +304,5 @@ def test_batches_are_bounded(tmp_path, batch_docs, batch_bytes):
 def test_progress_positions_are_compressed_bytes(tmp_path):
     raw = jsonl_bytes([{"text": "word " * 200} for _ in range(3000)])
     shard = make_shard(str(write(tmp_path / "p.jsonl.gz", gzip.compress(raw))))
-    positions = [pos for _, _, pos in read_shard(shard, batch_docs=100)]
+    positions = [pos for _, _, pos in read_shard(shard, ReadSpec(batch_docs=100))]
     assert positions == sorted(positions) and positions[-1] == shard.size < len(raw)

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llama_audit.analyzers.base import ConfigError, ScanOptions
 from llama_audit.filter import FilterRequest, run_filter
 from llama_audit.filter.expr import Predicate
 from llama_audit.filter.rewrite import redact_spans
 from llama_audit.job import ScanRequest, run_scan
+from llama_audit.types import ConfigError
 
 EN = "The committee met on Tuesday to discuss the budget for next year and the new school."
 FR = "Le comité s'est réuni mardi pour discuter du budget de l'année prochaine et de l'école."
@@ -19,7 +19,7 @@ FR = "Le comité s'est réuni mardi pour discuter du budget de l'année prochain
 
 def scan(tmp_path, analyzers=("language", "pronouns")):
     run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "out"), analyzers=list(analyzers),
-                         options=ScanOptions(languages=("all",))))
+                         languages=("all",)))
     return str(tmp_path / "out")
 
 
@@ -172,3 +172,20 @@ def test_text_files_plain_and_compressed(tmp_path):
     assert gzip.decompress((clean / "b.txt.gz").read_bytes()).decode() == expected
     assert zstandard.ZstdDecompressor().stream_reader((clean / "c.txt.zst").read_bytes()).read().decode() == expected
     assert not (clean / "d.txt.gz").exists()
+
+
+def test_other_settings_are_refused_unless_overwrite(tmp_path, make_jsonl):
+    make_jsonl("a.jsonl", [{"id": "e", "text": EN}, {"id": "f", "text": FR}])
+    make_jsonl("b.jsonl", [{"id": "g", "text": FR}])
+    out = scan(tmp_path)
+    clean = str(tmp_path / "clean")
+    run_filter(FilterRequest(out=out, clean=clean, drop=["lang != 'en'"]))
+    with pytest.raises(ConfigError, match="was filtered with other settings"):
+        run_filter(FilterRequest(out=out, clean=clean, drop=["lang == 'en'"]))
+    res = run_filter(FilterRequest(out=out, clean=clean, drop=["lang == 'en'"], overwrite=True))
+    assert res.shards_done == 2 and res.shards_skipped == 0 and res.kept == 2
+    log = pq.read_table(tmp_path / "clean" / "filter_log.parquet").to_pylist()
+    assert log == [{"doc_id": "e", "shard": "a.jsonl", "row": 0, "reason": "drop: lang == 'en'"}]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    key = next(e["key"] for e in manifest["shards"] if e["shard"] == "a.jsonl")
+    assert json.loads((tmp_path / "clean" / ".filter" / "done" / f"{key}.json").read_text())["kept"] == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llama_audit.analyzers.base import Analyzer, BatchContext, ConfigError, DocBatch, ScanOptions
+from llama_audit.analyzers.base import Analyzer, BatchContext, ConfigError, DocBatch
 from llama_audit.analyzers.pii import PII_TYPES, PiiAnalyzer, PiiDetectionError
 from llama_audit.analyzers.registry import load_class
 
@@ -35,7 +35,7 @@ def ctx_for(batch):
 
 
 def run(texts, **options):
-    analyzer = PiiAnalyzer(ScanOptions(**options))
+    analyzer = PiiAnalyzer(options)
     analyzer.setup()
     batch = make_batch(texts)
     ctx = ctx_for(batch)
@@ -47,7 +47,7 @@ def test_registered_and_contract():
     cls = load_class("pii")
     assert cls is PiiAnalyzer and issubclass(cls, Analyzer)
     assert PiiAnalyzer.name == "pii" and PiiAnalyzer.scoped is False and PiiAnalyzer.requires == ()
-    fields = PiiAnalyzer(ScanOptions()).fields()
+    fields = PiiAnalyzer().fields()
     assert [f.name for f in fields] == ["pii_spans", "pii_count"]
     assert fields[0].type == pa.list_(
         pa.struct([("type", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
@@ -95,7 +95,7 @@ def test_fold_counts():
 
 
 def test_fold_is_additive_over_batches():
-    analyzer = PiiAnalyzer(ScanOptions())
+    analyzer = PiiAnalyzer()
     total = Counter()
     for i in range(0, len(TEXTS), 2):
         batch = make_batch(TEXTS[i : i + 2], first_row=i)
@@ -117,30 +117,31 @@ def test_all_documents_analysed_whatever_the_scope():
 
 
 def test_type_selection_and_config():
-    analyzer, cols, counts = run(TEXTS, pii_types=("email_address", "US_SSN"))
+    analyzer, cols, counts = run(TEXTS, types=("email_address", "US_SSN"))
     assert analyzer.types == ("EMAIL_ADDRESS", "US_SSN")
     assert {s["type"] for doc in cols["pii_spans"].to_pylist() for s in doc} == {"EMAIL_ADDRESS", "US_SSN"}
     config = analyzer.config()
     assert config["types"] == ["EMAIL_ADDRESS", "US_SSN"]
     assert config["region"] == "US"
     assert config["rules_version"] and config["phonenumbers"]
-    assert PiiAnalyzer(ScanOptions()).config()["types"] == list(PII_TYPES)
+    assert PiiAnalyzer().config()["types"] == list(PII_TYPES)
 
 
 def test_region_option():
     text = ["Telepono: 0917 123 4567"]
     assert run(text)[1]["pii_count"].to_pylist() == [0]
-    analyzer, cols, _ = run(text, pii_region="ph")
+    analyzer, cols, _ = run(text, region="ph")
     assert analyzer.config()["region"] == "PH"
     assert cols["pii_count"].to_pylist() == [1]
 
 
 @pytest.mark.parametrize(
-    "options", [{"pii_types": ("EMAIL", "PHONE_NUMBER")}, {"pii_types": ()}, {"pii_region": "Atlantis"}]
+    "options", [{"types": ("EMAIL", "PHONE_NUMBER")}, {"types": ()}, {"region": "Atlantis"},
+                {"types": "EMAIL,PHONE_NUMBER"}, {"region": 5}, {"pii_types": ("EMAIL_ADDRESS",)}]
 )
 def test_bad_options_are_config_errors(options):
     with pytest.raises(ConfigError):
-        PiiAnalyzer(ScanOptions(**options))
+        PiiAnalyzer(options)
 
 
 def test_lone_surrogates_do_not_break_a_batch():
@@ -177,7 +178,7 @@ class _Boom(Exception):
 
 
 def test_failures_do_not_leak_text(monkeypatch):
-    analyzer = PiiAnalyzer(ScanOptions())
+    analyzer = PiiAnalyzer()
     email = analyzer.detector.recognizers[1]
     assert email.entity == "EMAIL_ADDRESS"
 

@@ -1,0 +1,163 @@
+"""Field paths: where a record's text, id and other fields are, in nested JSON objects and in
+Parquet/Arrow structs, so that corpora that keep the text at ``meta.text`` read without a
+conversion step.
+
+A path is a field name, or names joined by dots that walk into nested objects (JSON) or struct
+columns (Parquet, Arrow). A top-level key (or column) whose own name is the whole path wins
+over the walk: a corpus with a literal ``"meta.text"`` key reads as it did before paths existed.
+Only the top level is checked for a literal dotted name; below it, every dot separates names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .records import ReadSpec
+
+_LISTED = 8  # names shown when a column or struct field is missing
+
+
+def _listing(names: Sequence[str]) -> str:
+    return ", ".join(repr(c) for c in names[:_LISTED]) + (", ..." if len(names) > _LISTED else "")
+
+
+def id_text(v: object) -> str:
+    """The document id of a non-string id value: integers as digits, anything else as JSON."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    try:
+        return orjson.dumps(v, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return str(v)
+
+
+class FieldPath:
+    """One dotted path into records (see the module docstring for the literal-key rule)."""
+
+    __slots__ = ("path", "parts", "nested")
+
+    def __init__(self, path: str):
+        self.path = path
+        self.parts = tuple(path.split("."))
+        self.nested = len(self.parts) > 1
+
+    def __repr__(self) -> str:
+        return f"FieldPath({self.path!r})"
+
+    # -- JSON objects -----------------------------------------------------------------------
+
+    def get(self, obj: dict) -> Any:
+        """The value at this path in a JSON object, or None where it is absent."""
+        if not self.nested or self.path in obj:
+            return obj.get(self.path)
+        value: Any = obj
+        for part in self.parts:
+            if type(value) is not dict:
+                return None
+            value = value.get(part)
+        return value
+
+    def find(self, obj: dict) -> tuple[dict, str] | None:
+        """The object that holds this path's value and the key in it, or None where absent: lets
+        a caller tell a missing field from a null one, and write a new value in place."""
+        if not self.nested or self.path in obj:
+            return (obj, self.path) if self.path in obj else None
+        holder: Any = obj
+        for part in self.parts[:-1]:
+            holder = holder.get(part)
+            if type(holder) is not dict:
+                return None
+        last = self.parts[-1]
+        return (holder, last) if last in holder else None
+
+    # -- Arrow record batches / Parquet columns -----------------------------------------------
+
+    def top_column(self, names: Sequence[str]) -> str | None:
+        """The top-level column that holds this path, among ``names``, or None."""
+        if self.path in names:
+            return self.path
+        if self.nested and self.parts[0] in names:
+            return self.parts[0]
+        return None
+
+    def _resolve(self, schema: pa.Schema) -> tuple[str, tuple[int, ...]] | str:
+        """(top-level column, struct child indices below it), or why the path is not in ``schema``."""
+        names = schema.names
+        if self.path in names:
+            return self.path, ()
+        if not self.nested or self.parts[0] not in names:
+            return f"no column {self.path!r} (columns: {_listing(names)})"
+        dtype = schema.field(self.parts[0]).type
+        children: list[int] = []
+        for depth, part in enumerate(self.parts[1:], start=1):
+            parent = ".".join(self.parts[:depth])
+            if not pa.types.is_struct(dtype):
+                return f"no field {self.path!r} ({parent!r} is {dtype}, not a struct)"
+            index = dtype.get_field_index(part)
+            if index < 0:
+                members = [dtype.field(k).name for k in range(dtype.num_fields)]
+                return f"no field {self.path!r} (struct {parent!r} has fields: {_listing(members)})"
+            children.append(index)
+            dtype = dtype.field(index).type
+        return self.parts[0], tuple(children)
+
+    def missing_in(self, schema: pa.Schema) -> str | None:
+        """Why this path is not in ``schema`` (one line naming the path), or None when it is."""
+        found = self._resolve(schema)
+        return found if isinstance(found, str) else None
+
+    def column(self, batch: pa.RecordBatch) -> pa.Array | None:
+        """The values at this path (null where a parent struct is null), or None if the batch's
+        schema has no such path."""
+        found = self._resolve(batch.schema)
+        if isinstance(found, str):
+            return None
+        top, children = found
+        values = batch.column(top)
+        for index in children:
+            values = pc.struct_field(values, [index])
+        return values
+
+    def replace(self, batch: pa.RecordBatch, fn: Callable[[pa.Array], pa.Array]) -> pa.RecordBatch:
+        """``batch`` with the values at this path replaced by ``fn(values)`` (same type), every
+        other column and struct field untouched; the batch itself when the path is absent."""
+        found = self._resolve(batch.schema)
+        if isinstance(found, str):
+            return batch
+        top, children = found
+        index = batch.schema.get_field_index(top)
+        new = _replace_child(batch.column(index), children, fn)
+        return batch.set_column(index, batch.schema.field(index), new)
+
+
+def _replace_child(values: pa.Array, children: tuple[int, ...], fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    if not children:
+        return fn(values)
+    members = [values.field(k) for k in range(values.type.num_fields)]
+    members[children[0]] = _replace_child(members[children[0]], children[1:], fn)
+    mask = values.is_null() if values.null_count else None
+    return pa.StructArray.from_arrays(members, fields=list(values.type), mask=mask)
+
+
+class SpecPaths:
+    """The field paths of a :class:`ReadSpec`, parsed once per shard."""
+
+    __slots__ = ("text", "id", "fields")
+
+    def __init__(self, spec: ReadSpec):
+        self.text = FieldPath(spec.text_field)
+        self.id = FieldPath(spec.id_field)
+        self.fields = tuple(FieldPath(p) for p in spec.fields)
+
+    def top_columns(self, names: Sequence[str]) -> list[str]:
+        """The top-level columns to read for this spec (those present), each once, text first."""
+        out: list[str] = []
+        for path in (self.text, self.id, *self.fields):
+            top = path.top_column(names)
+            if top is not None and top not in out:
+                out.append(top)
+        return out

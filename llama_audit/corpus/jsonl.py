@@ -1,0 +1,263 @@
+"""JSON lines (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst``): one JSON object per line.
+
+Rows are non-blank lines. Rewriting keeps every untouched line byte for byte; a redacted record
+is re-serialised with the stdlib parser (big integers stay exact) and its fields in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import orjson
+
+from ..store import atomic_output
+from ..types import DocBatch
+from .base import Format, Redactions, kept
+from .fields import FieldPath, SpecPaths, id_text
+from .records import BadRecord, Item, ReadSpec, Shard, ShardUnreadable
+from .streams import BOM, GZIP_MAGIC, ZSTD_MAGIC, ByteSource, StreamEnd, line_blocks, open_stream, open_writer
+
+_SNIFF = 1 << 16  # bytes of the first block examined to recognise a whole JSON document
+
+
+def _json_type(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _exact_json(line: bytes) -> dict:
+    """The stdlib parser keeps integers of any size exactly (rare path: float-looking ids)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _json_line_bad(row: int, lineno: int, line: bytes, e: orjson.JSONDecodeError) -> BadRecord:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as u:
+        return BadRecord(row, "invalid_utf8", f"line {lineno}: invalid UTF-8 at byte {u.start}")
+    return BadRecord(row, "malformed_json", f"line {lineno}: {e.msg} at column {e.colno}")
+
+
+def _text_bad(row: int, lineno: int, obj: dict, text: FieldPath) -> BadRecord:
+    found = text.find(obj)
+    value = None if found is None else found[0][found[1]]
+    if value is None:
+        what = "is missing" if found is None else "is null"
+        return BadRecord(row, "missing_text", f"line {lineno}: field {text.path!r} {what}")
+    return BadRecord(row, "non_string_text", f"line {lineno}: field {text.path!r} is {_json_type(value)}, not a string")
+
+
+def _not_json_lines(first: bytes) -> str | None:
+    """Recognise a whole JSON document (array or pretty-printed object) from its first line, or
+    compressed data under a plain name."""
+    if first.startswith(GZIP_MAGIC):
+        return "gzip-compressed data (name it .jsonl.gz)"
+    if first.startswith(ZSTD_MAGIC):
+        return "zstd-compressed data (name it .jsonl.zst)"
+    head = first[:_SNIFF].lstrip()
+    if head.startswith(BOM):
+        head = head[3:].lstrip()
+    if not head.startswith((b"[", b"{")):
+        return None
+    nl = head.find(b"\n")
+    line = (head if nl < 0 else head[:nl]).strip()
+    if line in (b"[", b"{"):
+        return "a JSON document spread over several lines"
+    if line.startswith(b"[") and nl >= 0 and line.endswith(b","):
+        return "a JSON array"
+    if line.startswith(b"[") and nl >= 0:
+        try:
+            v = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            return "a JSON array"
+    return None
+
+
+def _primed(first: bytes, err: StreamEnd | None, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    if err is not None:
+        raise err
+    yield from rest
+
+
+def _open_lines(shard: Shard) -> tuple[ByteSource, Iterator[list[bytes]]]:
+    """The shard's lines in blocks. The first block is read now: a whole JSON document (not JSON
+    lines) is refused up front with ShardUnreadable."""
+    src, chunks = open_stream(shard.path, shard.format)
+    err: StreamEnd | None = None
+    try:
+        first = next(chunks, b"")
+    except StreamEnd as e:
+        first, err = b"", e
+    what = _not_json_lines(first)
+    if what is not None:
+        src.close()
+        raise ShardUnreadable(
+            f"{shard.path}: looks like {what}, not JSON lines (one object per line); "
+            f"convert it first, e.g. jq -c '.[]'")
+    return src, line_blocks(_primed(first, err, chunks))
+
+
+class JsonLines(Format):
+    names = ("jsonl", "jsonl.gz", "jsonl.zst")
+    suffixes = (
+        (".jsonl.zstd", "jsonl.zst"), (".ndjson.zstd", "jsonl.zst"), (".json.zstd", "jsonl.zst"),
+        (".jsonl.zst", "jsonl.zst"), (".ndjson.zst", "jsonl.zst"), (".json.zst", "jsonl.zst"),
+        (".jsonl.gz", "jsonl.gz"), (".ndjson.gz", "jsonl.gz"), (".json.gz", "jsonl.gz"),
+        (".ndjson", "jsonl"), (".jsonl", "jsonl"), (".json", "jsonl"),
+    )
+    description = ("JSON lines (.jsonl, .ndjson, .json; compressed .jsonl.gz, .json.gz, .jsonl.zst, "
+                   ".json.zst)")
+
+    def read(self, shard: Shard, spec: ReadSpec) -> Iterator[Item]:
+        src, blocks = _open_lines(shard)
+        return _items(shard, src, blocks, SpecPaths(spec), spec.batch_docs, spec.batch_bytes)
+
+    def records(self, shard: Shard) -> Iterator[tuple[int, bytes]]:
+        src, blocks = _open_lines(shard)
+        return _lines(src, blocks)
+
+    def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
+                text_field: str) -> None:
+        text = FieldPath(text_field)
+        lines = self.records(shard)
+        with atomic_output(dest) as tmp, open_writer(tmp, shard.format) as f:
+            for row, line in lines:
+                if not kept(keep, row):
+                    continue
+                redact = redactions.get(row)
+                if redact is not None:
+                    obj = json.loads(line)  # the stdlib parser keeps big integers exact; field order is kept
+                    found = text.find(obj)
+                    if found is not None and type(found[0][found[1]]) is str:
+                        holder, key = found
+                        holder[key] = redact(holder[key])
+                        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                f.write(line)
+                f.write(b"\n")
+
+
+def _lines(src: ByteSource, blocks: Iterator[list[bytes]]) -> Iterator[tuple[int, bytes]]:
+    row = 0
+    try:
+        for lines in blocks:
+            for line in lines:
+                if not line.strip():  # blank lines are no records (orjson refuses them, see _items)
+                    continue
+                yield row, line
+                row += 1
+    except StreamEnd:
+        return
+    finally:
+        src.close()
+
+
+def _batch(rel: str, rows: list[int], ids: list[str], texts: list[str], extra: tuple[FieldPath, ...],
+           values: list[list]) -> DocBatch | None:
+    if not texts:
+        return None
+    return DocBatch(rel, np.array(rows, dtype=np.int64), ids, texts, {p.path: v for p, v in zip(extra, values)})
+
+
+def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: SpecPaths,
+           batch_docs: int, batch_bytes: int) -> Iterator[Item]:
+    # The hot loop of the whole scan: plain top-level names are looked up with dict.get inline,
+    # and a nested path is walked only when that lookup finds no string (or no id), so that
+    # plain names cost nothing more than before paths existed.
+    rel = shard.rel
+    loads = orjson.loads
+    JSONDecodeError = orjson.JSONDecodeError
+    text_path, id_path = paths.text, paths.id
+    tf, idf = text_path.path, id_path.path
+    text_nested, id_nested = text_path.nested, id_path.nested
+    extra = paths.fields
+    rows: list[int] = []
+    ids: list[str] = []
+    texts: list[str] = []
+    values: list[list] = [[] for _ in extra]
+    bad: list[BadRecord] = []
+    nbytes = 0
+    row = 0  # record index: non-blank lines seen so far
+    blanks = 0  # blank lines seen so far (line number = row + blanks + 1)
+
+    try:
+        for lines in blocks:
+            for line in lines:
+                try:
+                    obj = loads(line)
+                except JSONDecodeError as e:
+                    if not line.strip():
+                        blanks += 1
+                        continue
+                    bad.append(_json_line_bad(row, row + blanks + 1, line, e))
+                else:
+                    if type(obj) is dict:
+                        text = obj.get(tf)
+                        if type(text) is str or (text_nested and type(text := text_path.get(obj)) is str):
+                            n = len(line)
+                            if nbytes + n > batch_bytes and texts:
+                                yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+                                rows, ids, texts, bad, nbytes = [], [], [], [], 0
+                                values = [[] for _ in extra]
+                            i = obj.get(idf)
+                            if type(i) is str:
+                                ids.append(i)
+                            elif i is None and (not id_nested or (i := id_path.get(obj)) is None):
+                                ids.append(f"{rel}:{row}")
+                            elif type(i) is str:  # found by walking a nested id path
+                                ids.append(i)
+                            elif type(i) is float:  # orjson reads integers beyond 64 bits as floats
+                                exact = id_path.get(_exact_json(line))
+                                ids.append(id_text(i if exact is None else exact))
+                            else:
+                                ids.append(id_text(i))
+                            if extra:
+                                for path, column in zip(extra, values):
+                                    column.append(path.get(obj))
+                            rows.append(row)
+                            texts.append(text)
+                            nbytes += n
+                            row += 1
+                            if len(texts) >= batch_docs:
+                                yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+                                rows, ids, texts, bad, nbytes = [], [], [], [], 0
+                                values = [[] for _ in extra]
+                            continue
+                        bad.append(_text_bad(row, row + blanks + 1, obj, text_path))
+                    else:
+                        bad.append(BadRecord(row, "not_an_object",
+                                             f"line {row + blanks + 1}: the record is {_json_type(obj)}, not an object"))
+                row += 1
+                if len(bad) >= batch_docs:
+                    yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+                    rows, ids, texts, bad, nbytes = [], [], [], [], 0
+                    values = [[] for _ in extra]
+    except StreamEnd as e:
+        bad.append(BadRecord(row, e.reason, f"after line {row + blanks}: {e.detail}"))
+    finally:
+        src.close()
+    yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+
+
+FORMAT = JsonLines()

@@ -1,0 +1,118 @@
+"""Parquet (``.parquet``, ``.pq``): rows of a table, read row group by row group.
+
+Reading loads only the top-level columns that the text, id and projected field paths live in.
+A row group that cannot be decoded is bad records for its remaining rows; the next row group
+is read. Rewriting keeps the schema (every column, struct and field as it was).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..store import PARQUET_OPTIONS, atomic_output
+from . import columnar
+from .base import Format, Redactions
+from .fields import FieldPath, SpecPaths
+from .records import Item, ReadSpec, Shard, ShardUnreadable
+from .streams import error_text
+
+_ROWS_PER_BATCH = 4096  # record batch size when enumerating or rewriting every column
+
+
+def _open(shard: Shard) -> tuple[pq.ParquetFile, pa.Schema]:
+    """The file and its Arrow schema; a file whose footer does not decode is ShardUnreadable."""
+    if os.path.isdir(shard.path):
+        raise ShardUnreadable(f"{shard.path}: cannot open: is a directory")
+    try:
+        pf = pq.ParquetFile(shard.path)
+        return pf, pf.schema_arrow
+    except (OSError, pa.ArrowException, ValueError) as e:
+        raise ShardUnreadable(f"{shard.path}: not a readable Parquet file ({error_text(e)})") from None
+
+
+def _row_groups(pf: pq.ParquetFile, columns: Sequence[str] | None,
+                batch_size: int) -> Iterator[tuple[int, int, pa.RecordBatch | Exception, int]]:
+    """(row group, first row, record batch, row group's end row) in file order. A row group that
+    fails to decode yields the error in place of a batch (at the row it stopped at); the next
+    row group follows."""
+    row = 0
+    for rg in range(pf.metadata.num_row_groups):
+        stop = row + pf.metadata.row_group(rg).num_rows
+        at = row
+        try:
+            for rb in pf.iter_batches(batch_size=batch_size, row_groups=[rg], columns=columns, use_threads=False):
+                yield rg, at, rb, stop
+                at += rb.num_rows
+        except (OSError, pa.ArrowException) as e:
+            yield rg, at, e, stop
+        row = stop
+
+
+class Parquet(Format):
+    names = ("parquet",)
+    suffixes = ((".parquet", "parquet"), (".pq", "parquet"))
+    description = "Parquet (.parquet, .pq)"
+
+    def read(self, shard: Shard, spec: ReadSpec) -> Iterator[Item]:
+        pf, schema = _open(shard)
+        return _items(shard, pf, schema, SpecPaths(spec), spec.batch_docs, spec.batch_bytes)
+
+    def records(self, shard: Shard) -> Iterator[tuple[int, dict]]:
+        return _records(_open(shard)[0])
+
+    def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
+                text_field: str) -> None:
+        pf, schema = _open(shard)
+        text = FieldPath(text_field)
+        try:
+            with atomic_output(dest) as tmp:
+                with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
+                    for _, row0, rb, _ in _row_groups(pf, None, _ROWS_PER_BATCH):
+                        if isinstance(rb, pa.RecordBatch):  # rows of a broken row group were bad records
+                            writer.write_batch(columnar.rewrite_batch(rb, row0, keep, redactions, text))
+        finally:
+            pf.close()
+
+
+def _records(pf: pq.ParquetFile) -> Iterator[tuple[int, dict]]:
+    try:
+        for _, row0, rb, _ in _row_groups(pf, None, _ROWS_PER_BATCH):
+            if isinstance(rb, pa.RecordBatch):
+                yield from columnar.records_of(rb, row0)
+    finally:
+        pf.close()
+
+
+def _items(shard: Shard, pf: pq.ParquetFile, schema: pa.Schema, paths: SpecPaths, batch_docs: int,
+           batch_bytes: int) -> Iterator[Item]:
+    num_rows = pf.metadata.num_rows
+    total = max(num_rows, 1)
+    size = shard.size
+    try:
+        missing = paths.text.missing_in(schema)
+        if missing is not None:
+            for chunk in columnar.bad_range(0, num_rows, "missing_text", missing, batch_docs):
+                yield None, chunk, size * (chunk[-1].row + 1) // total
+            return
+        columns = paths.top_columns(schema.names)
+        for rg, row0, rb, stop in _row_groups(pf, columns, batch_docs):
+            if isinstance(rb, pa.RecordBatch):
+                batches, bad = columnar.to_docs(rb, row0, shard.rel, paths, batch_docs, batch_bytes,
+                                                f"row group {rg}")
+                yield from columnar.items(batches, bad, size * (row0 + rb.num_rows) // total)
+            else:
+                detail = f"row group {rg} unreadable from row {row0}: {error_text(rb)}"
+                for chunk in columnar.bad_range(row0, stop, "read_error", detail, batch_docs):
+                    yield None, chunk, size * (chunk[-1].row + 1) // total
+    finally:
+        pf.close()
+    yield None, [], size
+
+
+FORMAT = Parquet()
