@@ -1,13 +1,17 @@
 """Command line: thin — parses options and delegates (scan -> job, report -> report, ...).
 
 Exit codes: 0 success; 1 finished but some shards failed (see the manifest); 2 usage or
-configuration error, or a bad record under --strict; 130 interrupted (rerun to resume);
-141 the reader of ``scan --emit jsonl`` closed stdout (e.g. ``| head``).
+configuration error, or a bad record under --strict; 70 internal error (a bug: rerun with
+LLAMA_AUDIT_DEBUG=1 for the traceback); 130 interrupted (rerun to resume); 141 the reader of
+``scan --emit jsonl`` closed stdout (e.g. ``| head``). An OS error that no lower layer turned into
+an error of its own (a permission, a full disk) is one line with the path and a fix: exit code 2,
+or 1 once shards were written (they are kept: rerun to resume).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Sequence
 
@@ -16,10 +20,70 @@ from rich.console import Console
 
 from llama_audit import __version__
 
-err = Console(stderr=True, highlight=False)
+class PlainConsole(Console):
+    """The stderr console. Everything printed on it is plain text: paths, shard names, reasons and
+    exception texts are user data ("[/]" or "[bold red]" in a file name is not markup, ":fire:" is
+    no emoji, a terminal escape is shown as ``\\x1b``), so a ``str`` is printed literally even where
+    a caller asks for markup; styles come only from ``(text, style)`` pairs given to :func:`say`."""
+
+    def print(self, *objects, **kwargs) -> None:
+        from llama_audit.report.section import printable
+
+        kwargs.pop("markup", None)
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+err = PlainConsole(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED_SHARDS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_PIPE_CLOSED = 141  # as a process killed by SIGPIPE: the reader of stdout went away
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): a bug, neither a failed shard nor a usage error
+DEBUG_ENV = "LLAMA_AUDIT_DEBUG"  # set (not 0): exceptions keep their traceback
+SHARDS_WRITTEN_META = "llama_audit.shards_written"  # click ctx.meta: shards finished in this command
+
+
+def os_error_line(exc: OSError, shards_written: int = 0) -> str:
+    """An OS error as one line: what happened, to which path, and what to do about it."""
+    import errno
+
+    path = exc.filename if exc.filename is not None else "?"
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    what = (exc.strerror or type(exc).__name__).lower()
+    fixes = {
+        errno.EACCES: "make it writable (or readable) for this user, or choose another path",
+        errno.EPERM: "make it writable (or readable) for this user, or choose another path",
+        errno.EROFS: "the file system is read-only: choose another path",
+        errno.ENOSPC: "free space (or raise the quota)",
+        errno.EDQUOT: "free space (or raise the quota)",
+        errno.ENOENT: "check that the path exists (and was not removed while running)",
+        errno.EMFILE: "too many open files: raise the limit (ulimit -n) or use fewer --workers",
+        errno.ENAMETOOLONG: "shorten the path",
+    }
+    fix = fixes.get(exc.errno, "check the path and its file system")
+    resume = "; finished shards are kept: rerun the same command to resume" if shards_written else ""
+    return f"{what}: {path}; {fix}{resume}"
+
+
+def _internal_error(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters) and where in llama_audit it
+    was raised: enough to recognise a known bug at 3 a.m., without a 70-line traceback."""
+    import traceback
+
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if "llama_audit" in frame.filename.replace("\\", "/"):
+            where = f" (at {frame.filename.rsplit('llama_audit', 1)[-1].lstrip('/')}:{frame.lineno} in {frame.name})"
+            break
+    return f"{type(exc).__name__}: {first[:200]}{where}" if first else f"{type(exc).__name__}{where}"
+
+# Closed sets of values are click Choices: a typo is a usage error that lists them, and shell
+# completion offers them. (Spelled out here so that start-up imports no executor; a test checks
+# EXECUTOR_CHOICES against llama_audit.executors.EXECUTORS.)
+EXECUTOR_CHOICES = ("local", "ray")
+EMIT_CHOICES = ("jsonl",)
+REPORT_FORMATS = ("table", "json", "markdown", "md", "csv", "html")
 
 
 @contextlib.contextmanager
@@ -64,12 +128,41 @@ class AuditGroup(click.Group):
             _with_analyzer_flags(cmd, cmd_name)
         return cmd
 
+    def invoke(self, ctx):
+        """The last resort for every command: what reaches here was not turned into an error by the
+        layers below. An OS error becomes one line with its path and a fix; any other exception
+        (a bug) one line saying so and how to get the traceback (``LLAMA_AUDIT_DEBUG=1``, which
+        lets every exception through as it is)."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+                raise
+            written = ctx.meta.get(SHARDS_WRITTEN_META, 0)
+            if isinstance(exc, OSError):
+                fail(os_error_line(exc, written), EXIT_FAILED_SHARDS if written else EXIT_USAGE)
+            say(("internal error:", "bold red"), f" {_internal_error(exc)}; this is a bug: rerun with "
+                f"{DEBUG_ENV}=1 for the traceback and report it" + ("; finished shards are kept" if written else ""))
+            raise click.exceptions.Exit(EXIT_INTERNAL) from None
+
 
 @click.group(cls=AuditGroup, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="llama-audit", message="%(prog)s %(version)s",
                       help="Print the version and exit.")
 def app() -> None:
     """Audit LLM pretraining corpora the way Llama 2 (section 4.1) did."""
+
+
+def _complete_analyzer_names(ctx, param, incomplete: str) -> list[str]:
+    """Shell completion of analyzer names, also after commas (``--analyzers language,pro<TAB>``)."""
+    from llama_audit.analyzers.registry import available_names
+
+    done, _, last = incomplete.rpartition(",")
+    head = f"{done}," if done else ""
+    given = set(done.split(",")) if done else set()
+    return [head + name for name in available_names() if name.startswith(last) and name not in given]
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -85,22 +178,47 @@ def _one_line(exc: BaseException) -> str:
     return str(exc)
 
 
+def say(*parts: str | tuple[str, str]) -> None:
+    """One line on stderr from plain strings and ``(text, style)`` pairs, each printed literally
+    (no markup, control characters shown as ``\\xNN``): user data can neither break nor restyle
+    the output, so every message is safe by default."""
+    from rich.text import Text
+
+    from llama_audit.report.section import printable
+
+    err.print(Text.assemble(*((printable(p), "") if isinstance(p, str) else (printable(p[0]), p[1]) for p in parts)))
+    # (a str given to err.print directly is printed literally too: see PlainConsole)
+
+
+def warn(message: str) -> None:
+    """``warning: MESSAGE`` on stderr (the message is printed literally)."""
+    say(("warning:", "yellow"), " ", message)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    """``error: MESSAGE`` on stderr (printed literally), then exit with ``code``."""
+    say(("error:", "bold red"), " ", message)
     raise click.exceptions.Exit(code)
 
 
 class ProgressHooks:
     """Rich progress on stderr: documents, bytes, docs/s, MB/s and an ETA from input bytes."""
 
-    def __init__(self, quiet: bool):
+    #: how the warning about an analyzer of the default set that cannot run here begins (job.py)
+    ANALYZER_SKIPPED = "skipping analyzer "
+
+    def __init__(self, quiet: bool, *, out_is_new: bool = True):
         self.quiet = quiet
+        self.out_is_new = out_is_new
         self.progress = None
         self.task = None
         self.docs = 0
 
     def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+        # Once per OUT: the scan that created it said which analyzers cannot run here (the manifest
+        # and the report keep saying it); each resume of that scan would only repeat it.
+        if self.out_is_new or not message.startswith(self.ANALYZER_SKIPPED):
+            warn(message)
 
     def start(self, total_bytes: int, shards: int, skipped: int) -> None:
         if skipped:
@@ -135,9 +253,12 @@ class ProgressHooks:
             self.progress.update(self.task, advance=nbytes)
 
     def shard_finished(self, outcome) -> None:
+        if outcome.status == "done":  # the last-resort error handler says so: "rerun to resume"
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.meta[SHARDS_WRITTEN_META] = ctx.meta.get(SHARDS_WRITTEN_META, 0) + 1
         if outcome.status == "failed":
-            line = f"[red]shard failed:[/] {outcome.reason}"
-            (self.progress.console if self.progress else err).print(line, markup=True, soft_wrap=True)
+            say(("shard failed:", "red"), " ", str(outcome.reason))  # err is also the progress bar's console
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -148,7 +269,8 @@ class ProgressHooks:
 @app.command(epilog="Options of every analyzer: llama-audit analyzers NAME.")
 @click.argument("corpus", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, help="Output directory (annotations, partials, summary, manifest).")
-@click.option("--analyzers", default=None, help="Comma-separated analyzers (default: all available; see llama-audit analyzers).")
+@click.option("--analyzers", default=None, shell_complete=_complete_analyzer_names,
+              help="Comma-separated analyzers (default: all available; see llama-audit analyzers).")
 @click.option("--languages", default="en", show_default=True,
               help="Language scope of the scoped analyzers' statistics; 'all' disables the gate.")
 @click.option("--option", "option", multiple=True, metavar="NAME.KEY=VALUE",
@@ -158,7 +280,7 @@ class ProgressHooks:
 @click.option("--workers", default=1, type=click.IntRange(min=1), show_default=True,
               help="Local worker processes (shards run in parallel); with --executor ray and no --ray-address, "
                    "the CPUs of the local Ray instance.")
-@click.option("--executor", default="local", show_default=True,
+@click.option("--executor", default="local", show_default=True, type=click.Choice(EXECUTOR_CHOICES),
               help="local (this machine) | ray (a Ray cluster sharing OUT's file system).")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
 @click.option("--num-shards", default=1, type=click.IntRange(min=1), show_default=True,
@@ -171,7 +293,8 @@ class ProgressHooks:
 @click.option("--overwrite/--no-overwrite", default=False, help="Discard an OUT written with another configuration.")
 @click.option("--skip-unknown/--no-skip-unknown", default=False,
               help="Skip files of unknown type with a warning instead of failing.")
-@click.option("--emit", default=None, help="'jsonl': stream one JSON object per document to stdout.")
+@click.option("--emit", default=None, type=click.Choice(EMIT_CHOICES),
+              help="'jsonl': stream one JSON object per document to stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def scan(corpus, out, analyzers, languages, option, text_field, id_field, workers, executor, ray_address,
          num_shards, shard_index, batch_docs, strict, overwrite, skip_unknown, emit, quiet) -> None:
@@ -180,10 +303,9 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
     from llama_audit.emit import EmitClosed
     from llama_audit.job import ScanRequest, run_scan
     from llama_audit.scan import ReadOptions, StrictError
+    from llama_audit.store import OutputWriteError
     from llama_audit.types import ConfigError
 
-    if emit not in (None, "jsonl"):
-        fail("--emit takes 'jsonl'")
     langs = tuple(code.lower() for code in (_split(languages) or ["en"]))
     try:
         given = analyzer_options_given(option)
@@ -194,7 +316,9 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
                                        batch_docs=max(1, batch_docs) if batch_docs else None),
                       strict=strict, overwrite=overwrite, skip_unknown=skip_unknown, workers=max(1, workers),
                       num_shards=num_shards, shard_index=shard_index, executor=executor, ray_address=ray_address)
-    hooks = ProgressHooks(quiet)
+    from pathlib import Path
+
+    hooks = ProgressHooks(quiet, out_is_new=overwrite or not (Path(out) / "config.json").is_file())
     if emit == "jsonl":
         from llama_audit.emit import JsonlEmitter
 
@@ -207,6 +331,9 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
     except StrictError as exc:
         hooks.stop()
         fail(f"--strict: {exc}")
+    except OutputWriteError as exc:  # disk full or OUT unwritable after work began: resumable
+        hooks.stop()
+        fail(str(exc), EXIT_FAILED_SHARDS)
     except KeyboardInterrupt:
         hooks.stop()
         err.print("interrupted: finished shards are kept; rerun the same command to resume")
@@ -216,23 +343,27 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
         _silence_stdout()
         err.print("stdout was closed: scan stopped; finished shards are kept; rerun to resume")
         raise click.exceptions.Exit(EXIT_PIPE_CLOSED)
-    if result.documents == 0 and result.bad_records:
-        err.print(f"[yellow]warning:[/] no document was read: all {result.bad_records:,} records are bad "
-                  f"(is --text-field {text_field!r} right? see bad_samples in {out}/manifest.json)", markup=True)
+    # records but not one document: nothing was audited, whatever the shards say (exit code 1)
+    no_documents = result.documents == 0 and result.bad_records > 0
+    if no_documents:
+        say(("error:", "bold red"), f" no document was read: all {result.bad_records:,} records are bad "
+            f"(is --text-field {text_field!r} right? see bad_samples in {out}/manifest.json)")
+    if result.nothing_to_do:
+        raise click.exceptions.Exit(EXIT_FAILED_SHARDS if no_documents else EXIT_OK)  # the job said why (a read-only, finished OUT)
     if not quiet:
         state = "summary written" if result.summary_written else "summary pending (shards left)"
         err.print(f"{result.documents:,} documents, {result.bad_records:,} bad records, "
                   f"{result.shards_run} shard(s) scanned, {result.shards_skipped} resumed, "
                   f"{len(result.failed)} failed in {result.seconds:.1f}s; {state} -> {out}")
     if result.failed:
-        err.print(f"[red]{len(result.failed)} shard(s) failed[/]; see {out}/manifest.json. Rerun to retry them.",
-                  markup=True)
-    raise click.exceptions.Exit(result.exit_code)
+        say((f"{len(result.failed)} shard(s) failed", "red"), f"; see {out}/manifest.json. Rerun to retry them.")
+    raise click.exceptions.Exit(EXIT_FAILED_SHARDS if no_documents else result.exit_code)
 
 
 @app.command(epilog="Report options of every analyzer: llama-audit analyzers NAME.")
 @click.argument("out")
-@click.option("--format", "-f", "format", default="table", show_default=True, help="table | json | markdown | csv | html")
+@click.option("--format", "-f", "format", default="table", show_default=True, type=click.Choice(REPORT_FORMATS),
+              help="table (the terminal) | json | markdown (md) | csv | html")
 @click.option("--option", "option", multiple=True, metavar="NAME.KEY=VALUE",
               help="An analyzer's report option (repeatable), e.g. identities.top=10.")
 @click.option("--paper/--no-paper", default=False, help="Show the Llama 2 paper's numbers beside yours.")
@@ -243,8 +374,6 @@ def report(out, format, option, paper) -> None:
     from llama_audit.report.tables import build_report, require_out
     from llama_audit.types import ConfigError
 
-    if format not in ("table", "json", "markdown", "md", "csv", "html"):
-        fail("--format takes table, json, markdown, csv or html")
     try:
         report_options = typed_report_options(analyzer_options_given(option))
         require_out(out)
@@ -252,8 +381,7 @@ def report(out, format, option, paper) -> None:
     except ConfigError as exc:
         fail(str(exc))
     if not data["corpus"]["complete"]:
-        err.print(f"[yellow]warning:[/] partial report: {data['corpus']['shards_done']} of "
-                  f"{data['corpus']['shards']} shards done", markup=True)
+        warn(f"partial report: {data['corpus']['shards_done']} of {data['corpus']['shards']} shards done")
     kw = dict(paper=paper, report_options=report_options)
     with stdout_reader_may_leave():
         if format == "json":
@@ -270,19 +398,41 @@ def report(out, format, option, paper) -> None:
 
 @app.command()
 @click.argument("out")
-def merge(out) -> None:
-    """Combine the partials of finished shards (e.g. Slurm slices) into the summary and manifest."""
+@click.option("--allow-failed", is_flag=True,
+              help="When every shard is done or failed, write the summary over the done ones (marked partial).")
+def merge(out, allow_failed) -> None:
+    """Combine the partials of finished shards (e.g. Slurm slices) into the summary and manifest.
+
+    Exit 0 when the summary is written (complete, or partial with --allow-failed), 1 otherwise."""
     from llama_audit.manifest import merge as merge_out
     from llama_audit.types import ConfigError
 
     try:
-        manifest = merge_out(out)
+        manifest = merge_out(out, allow_failed=allow_failed)
     except ConfigError as exc:
         fail(str(exc))
-    t = manifest["totals"]
-    state = "summary written" if manifest["summary"]["complete"] else "summary pending"
-    err.print(f"{t['shards_done']} of {t['shards']} shards done, {t['documents']:,} documents; {state}")
-    raise click.exceptions.Exit(EXIT_OK if manifest["summary"]["complete"] else EXIT_FAILED_SHARDS)
+    t, summary = manifest["totals"], manifest["summary"]
+    if manifest.get("nothing_to_do"):
+        say(f"{out} is read-only and complete ({t['shards']} shards): nothing to do")
+        raise click.exceptions.Exit(EXIT_OK)
+    pending = t["shards"] - t["shards_done"] - t["shards_failed"]
+    if summary["complete"]:
+        state = "summary written"
+    elif summary.get("partial"):
+        state = (f"PARTIAL summary written over the {t['shards_done']} done shard(s); not complete: "
+                 f"failed: {', '.join(summary['failed_shards'])}")
+    elif t["shards_failed"] and not pending:
+        state = "summary pending: rerun the scan to retry the failed shards, or merge --allow-failed"
+    else:
+        state = f"summary pending ({pending} shard(s) not scanned yet)"
+    say(f"{t['shards_done']} of {t['shards']} shards done ({t['shards_failed']} failed), "
+        f"{t['documents']:,} documents; {state}")
+    if t.get("shards_damaged"):
+        warn(f"{t['shards_damaged']} shard(s) have damaged outputs (see 'damaged' in {out}/manifest.json): "
+             "rerun the scan to redo them")
+    if manifest.get("running"):
+        warn(f"still running in {out}: {'; '.join(manifest['running'])}")
+    raise click.exceptions.Exit(EXIT_OK if summary["complete"] or summary.get("partial") else EXIT_FAILED_SHARDS)
 
 
 @app.command("filter")
@@ -292,35 +442,41 @@ def merge(out) -> None:
 @click.option("--drop", multiple=True, help="Drop documents where EXPR holds, e.g. \"lang != 'en'\" (repeatable).")
 @click.option("--keep", multiple=True, help="Keep only documents where EXPR holds (repeatable).")
 @click.option("--overwrite/--no-overwrite", default=False, help="Discard a CLEAN written with other settings.")
-def filter_cmd(out, clean, redact, drop, keep, overwrite) -> None:
+@click.option("--dry-run", is_flag=True, help="Count what each rule would drop and redact; write nothing.")
+@click.option("--allow-empty", is_flag=True, help="Write even when the rules drop every document.")
+def filter_cmd(out, clean, redact, drop, keep, overwrite, dry_run, allow_empty) -> None:
     """Write a cleaned copy of the scanned corpus: drop and/or redact documents from their annotations."""
     from llama_audit.filter import FilterRequest, run_filter
     from llama_audit.types import ConfigError
 
-    def warn(message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
-
     try:
         res = run_filter(FilterRequest(out=out, clean=clean, drop=drop, keep=keep, redact=redact,
-                                       overwrite=overwrite), warn)
+                                       overwrite=overwrite, dry_run=dry_run, allow_empty=allow_empty), warn)
     except ConfigError as exc:
         fail(str(exc))
-    err.print(f"kept {res.kept:,} documents; dropped {sum(res.dropped.values()):,}; "
-              f"redacted {res.redacted_documents:,} ({sum(res.redacted_spans.values()):,} spans); "
-              f"{res.shards_done} shard(s) written, {res.shards_skipped} resumed -> {clean}")
+    if res.dry_run:
+        err.print(f"dry run (nothing written): of {res.documents:,} documents, {res.kept:,} would be kept, "
+                  f"{sum(res.dropped.values()):,} dropped; {res.redacted_documents:,} would be redacted "
+                  f"({sum(res.redacted_spans.values()):,} spans)")
+    else:
+        err.print(f"kept {res.kept:,} documents; dropped {sum(res.dropped.values()):,}; "
+                  f"redacted {res.redacted_documents:,} ({sum(res.redacted_spans.values()):,} spans); "
+                  f"{res.shards_done} shard(s) written, {res.shards_skipped} resumed -> {clean}")
     for why, n in sorted(res.dropped.items()):
-        err.print(f"  dropped {n:,}: {why}", markup=False)
+        err.print(f"  dropped {n:,}: {why}")
     for t, n in sorted(res.redacted_spans.items()):
         err.print(f"  redacted {n:,} {t} span(s)")
+    if res.stale_temporaries_removed:
+        err.print(f"  removed {res.stale_temporaries_removed:,} temporary file(s) left by an interrupted run")
     if res.refused:
-        err.print(f"[red]{len(res.refused)} shard(s) refused[/] (changed since the scan); see warnings above",
-                  markup=True)
+        say((f"{len(res.refused)} shard(s) refused", "red"), "; see the warnings above (rerun after fixing them)")
     raise click.exceptions.Exit(res.exit_code)
 
 
 @app.command("estimate")
 @click.argument("corpus", nargs=-1, required=True)
-@click.option("--analyzers", default=None, help="Comma-separated analyzers (default: all available).")
+@click.option("--analyzers", default=None, shell_complete=_complete_analyzer_names,
+              help="Comma-separated analyzers (default: all available).")
 @click.option("--languages", default="en", show_default=True, help="Language scope, as for scan.")
 @click.option("--option", "option", multiple=True, metavar="NAME.KEY=VALUE", help="An analyzer's option, as for scan.")
 @click.option("--sample-mb", default=8.0, type=float, show_default=True, help="MB of text to time the analyzers on.")
@@ -333,9 +489,6 @@ def estimate_cmd(corpus, analyzers, languages, option, sample_mb, workers, text_
     from llama_audit.corpus import UnsupportedFormat
     from llama_audit.estimate import estimate
     from llama_audit.types import ConfigError
-
-    def warn(message: str) -> None:
-        err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
 
     try:
         est = estimate(corpus, analyzers=_split(analyzers), languages=tuple(_split(languages) or ["en"]),
@@ -365,7 +518,7 @@ def _duration(seconds: float) -> str:
 
 
 @app.command("analyzers")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_analyzer_names)
 def list_analyzers(name) -> None:
     """List the analyzers (built-in and installed plugins) and whether they can run here; with a
     NAME, that analyzer's scan and report options."""
@@ -431,6 +584,9 @@ def _declared_flags(kind: str, taken: set[str]) -> list:
             param_name = f"{FLAG_PARAM_PREFIX}{name}__{spec.key}"
             if "/" in spec.flag:
                 params.append(click.Option([spec.flag, param_name], default=None, help=help_text))
+            elif spec.choices and all(isinstance(c, str) for c in spec.choices):  # e.g. --lid-engine
+                params.append(click.Option([spec.flag, param_name], default=None, type=click.Choice(spec.choices),
+                                           help=help_text))
             else:
                 params.append(click.Option([spec.flag, param_name], default=None, type=str, help=help_text,
                                            metavar=spec.metavar_text))
@@ -517,11 +673,26 @@ _mount_optional()
 
 
 def main() -> None:
+    import signal
+
+    from llama_audit.signals import exit_code_for, received_signal, stop_on_signals
+
+    stop_on_signals()  # SIGTERM (Slurm's time limit, kill, timeout) stops a run as Ctrl-C does
     try:
-        command()(prog_name="llama-audit")
+        code = command().main(prog_name="llama-audit", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.Abort:  # Ctrl-C / SIGTERM in a command that does not report it itself (filter, merge)
+        how = f" by {signal.Signals(signum).name}" if (signum := received_signal()) else ""
+        err.print(f"interrupted{how}: finished work is kept; rerun the same command to resume",
+                  markup=False, highlight=False)
+        code = EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `report ... | head`: stop quietly, like any Unix filter
         _silence_stdout()
-        sys.exit(EXIT_PIPE_CLOSED)
+        code = EXIT_PIPE_CLOSED
+    # 130 after SIGINT, 143 after SIGTERM (128 + the signal, as the shell reports a killed process)
+    sys.exit(exit_code_for(code if isinstance(code, int) else EXIT_OK))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,12 @@ _TRUE = {"1", "on", "yes", "true"}
 
 
 def _fail(message: str) -> click.exceptions.Exit:
-    click.echo(f"error: {message}", err=True)
-    return click.exceptions.Exit(1)
+    """``error: MESSAGE`` as one line on stderr; exit code 2, as every usage or setup error of the
+    CLI (1 means "some shards failed", which a fetch has none of)."""
+    from llama_audit.report.section import printable
+
+    click.echo(f"error: {printable(message)}", err=True)
+    return click.exceptions.Exit(2)
 
 
 def _offline() -> bool:
@@ -45,9 +49,32 @@ def _offline() -> bool:
         return False
 
 
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+def _download_failure(exc: BaseException) -> str:
+    """Why a download failed, in a few words a person can act on. The hub's own texts run to
+    several lines (request ids, urls, advice); its error classes are matched by name, which holds
+    across huggingface_hub versions."""
+    import errno
+
+    kinds = {c.__name__ for c in type(exc).__mro__}
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if "GatedRepoError" in kinds:
+        return "the repository is gated: accept its terms on huggingface.co and log in (hf auth login)"
+    if "RepositoryNotFoundError" in kinds or status == 404:
+        return "no such repository on the hub (a private one needs a login: hf auth login)"
+    if "RevisionNotFoundError" in kinds:
+        return "no such revision (branch, tag or commit) in the repository"
+    if status in (401, 403):
+        return f"the hub refused access (HTTP {status}): log in with hf auth login"
+    if status is not None:
+        return f"the hub answered HTTP {status}; try again later"
+    if "LocalEntryNotFoundError" in kinds or any(k in kinds for k in ("ConnectError", "ConnectionError", "TimeoutException", "Timeout")):
+        return "the hub cannot be reached (network down, proxy or firewall, or --timeout too short)"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"no space left on the device holding {exc.filename or 'the Hugging Face cache'}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}"
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
 
 
 def _download(repo: str, revision: str | None, patterns: list[str], timeout: float) -> Path:
@@ -84,7 +111,7 @@ def fetch(toxicity_model, toxicity_revision, toxicity_tokenizer, timeout) -> Non
             else:
                 path = _download(repo, revision, TOKENIZER_PATTERNS, timeout)
         except Exception as exc:  # network down, unknown repository, gated, disk full...
-            raise _fail(f"could not download {label} {repo!r} ({_short(exc)}); check the network and the id, "
+            raise _fail(f"could not download {label} {repo!r}: {_download_failure(exc)}; "
                         f"or copy it to a directory and pass {option} PATH") from None
         try:
             loc = locate(repo, revision, kind=kind, option=option)
@@ -105,27 +132,33 @@ def list_models(toxicity_model, toxicity_revision, toxicity_tokenizer) -> None:
     """Show which models are available locally (cache or directory) and where."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from llama_audit.report.section import printable
+
+    def cell(value: object, style: str = "") -> Text:  # ids, paths and reasons are data, never markup
+        return Text(printable(str(value)), style=style)
 
     from llama_audit.types import AnalyzerUnavailable
     from llama_audit.analyzers.toxicity.model import hub_cache_dir, locate, missing_extras
 
-    table = Table(title=f"models (Hugging Face cache: {hub_cache_dir()})")
+    table = Table(title=cell(f"models (Hugging Face cache: {hub_cache_dir()})"))
     for col in ("use", "model", "status", "revision", "size", "path"):
         table.add_column(col)
     lid = Path(__file__).resolve().parent / "models" / "lid.176.ftz"
     if lid.is_file():
-        table.add_row("language", "fastText lid.176.ftz", "embedded", "-", f"{lid.stat().st_size / 2**20:.1f} MiB", str(lid))
+        table.add_row("language", "fastText lid.176.ftz", "embedded", "-", f"{lid.stat().st_size / 2**20:.1f} MiB", cell(lid))
     for use, spec, rev, kind, option in (("toxicity", toxicity_model, toxicity_revision, "model", "--toxicity-model"),
                                          ("toxicity tokenizer", toxicity_tokenizer, None, "tokenizer", "--toxicity-tokenizer")):
         try:
             loc = locate(spec, rev, kind=kind, option=option)
         except AnalyzerUnavailable as exc:
-            table.add_row(use, spec, "[red]missing[/red]", rev or "-", "-", str(exc).split(";")[-1].strip())
+            table.add_row(use, cell(spec), cell("missing", "red"), cell(rev or "-"), "-", cell(str(exc).split(";")[-1].strip()))
             continue
-        table.add_row(use, spec, f"[green]{loc.source}[/green]", loc.revision or "-",
-                      f"{_size(loc.path) / 2**20:.1f} MiB", str(loc.path))
+        table.add_row(use, cell(spec), cell(loc.source, "green"), cell(loc.revision or "-"),
+                      f"{_size(loc.path) / 2**20:.1f} MiB", cell(loc.path))
     console = Console()
     console.print(table)
     missing = missing_extras()
     if missing:
-        console.print(f"[yellow]toxicity also needs {', '.join(missing)}: pip install 'llama-audit[toxicity]'[/yellow]")
+        console.print(cell(f"toxicity also needs {', '.join(missing)}: pip install 'llama-audit[toxicity]'", "yellow"))

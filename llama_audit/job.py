@@ -3,23 +3,34 @@ that are not done yet (resume) to an executor, and record what became of each.
 
 The core knows analyzers only through their declarations (``scope_column``, ``resources()``,
 ``Options``); the manifest and error records are written by :mod:`llama_audit.manifest`.
+
+OUT is shared (Slurm slices, reruns on other hosts, ``merge``): a scan prepares OUT, writes the
+plan (every shard of the configuration) and takes its scan lease while holding OUT's gate
+(:mod:`llama_audit.lease`), scans without the gate, and takes it again to write the manifest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
+import errno
+import re
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+import pyarrow as pa
+
+from llama_audit import partials
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
 from llama_audit.analyzers.registry import available_names, build_analyzers, load_class, resolve_order
 from llama_audit.corpus import Shard, discover
 from llama_audit.executors import ScanPlan, ShardOutcome, make_executor
 from llama_audit.hashing import fingerprint
-from llama_audit.manifest import record_outcome, write_manifest
-from llama_audit.scan import ReadOptions, Scope
-from llama_audit.store import OutDir, config_hash
+from llama_audit.lease import LockHeld, OutLock, is_unwritable
+from llama_audit.manifest import current, record_outcome, shard_entry, write_manifest
+from llama_audit.scan import ReadOptions, Scope, annotation_schema
+from llama_audit.store import OutDir, OutputWriteError, config_hash
 from llama_audit.types import AnalyzerUnavailable, ConfigError
 
 
@@ -54,6 +65,7 @@ class ScanResult:
     seconds: float
     summary_written: bool
     skipped_analyzers: dict[str, str]
+    nothing_to_do: str | None = None  # why nothing was scanned or written (a read-only, finished OUT)
 
     @property
     def exit_code(self) -> int:
@@ -170,7 +182,8 @@ def read_options(analyzers: Sequence[Analyzer], read: ReadOptions) -> ReadOption
 
 
 def build_config(analyzers: Sequence[Analyzer], skipped: dict[str, str], scope: Scope, read: ReadOptions) -> dict:
-    """What this OUT is locked to: everything that changes its output."""
+    """The scan's configuration as the manifest records it: what changes its outputs (see
+    :func:`locked_config`) plus why analyzers were skipped."""
     return {
         "analyzers": {a.name: a.config() for a in analyzers},
         "skipped_analyzers": dict(sorted(skipped.items())),
@@ -180,12 +193,29 @@ def build_config(analyzers: Sequence[Analyzer], skipped: dict[str, str], scope: 
     }
 
 
-def _still_done(out: OutDir, shard: Shard, warn: Callable[[str], None]) -> bool:
-    """Done, and the file is still what was scanned (size + mtime, else size + fingerprint)?
-    A changed file loses its done marker and is scanned again."""
+NOT_LOCKED = ("skipped_analyzers",)  # messages, not outputs: installing torch changes a skip reason's text
+
+
+def locked_config(config: dict) -> dict:
+    """What OUT is locked to (config.json, the config hash): everything that changes an output –
+    which analyzers ran and their options, the language scope, the fields read – and no messages.
+    Which analyzers ran is ``analyzers``; why the others did not is recorded in the plan and the
+    manifest only, so that the same command is not refused when a skip reason's text changes."""
+    return {k: v for k, v in config.items() if k not in NOT_LOCKED}
+
+
+def _still_done(out: OutDir, shard: Shard, warn: Callable[[str], None], schema=None) -> bool:
+    """Done, with outputs that read back (parquet footers, row count, columns), and the file is
+    still what was scanned (size + mtime, else size + fingerprint)? A changed file, or damaged
+    outputs, lose the done marker and the shard is scanned again."""
     if not out.is_done(shard.key):
         return False
-    rec = out.read_done(shard.key) or {}
+    rec = out.read_done(shard.key)
+    damaged = out.damaged(shard.key, rec, schema) if rec is not None else "done marker unreadable"
+    if damaged is not None:
+        warn(f"{shard.rel}: its outputs in {out.root} are damaged ({damaged}): scanning it again")
+        out.done_path(shard.key).unlink(missing_ok=True)
+        return False
     if rec.get("size") == shard.size and rec.get("mtime_ns") == shard.mtime_ns:
         return True
     try:
@@ -220,12 +250,92 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     if len(set(keys)) != len(keys):
         raise ConfigError("two corpus files map to the same output name; scan them into separate --out dirs")
     config = build_config(analyzers, choice.skipped, scope, read)
+    locked = locked_config(config)
+    locked_hash = config_hash(locked)
     out = OutDir(req.out)
-    out.prepare(config, overwrite=req.overwrite)
-    locked_hash = config_hash(config)
+    lock = OutLock(out.root)
+    try:
+        lock.probe()
+    except OSError as exc:
+        return _unwritable_out(out, exc, locked_hash, shards, choice.skipped, t0, hooks)
+    try:
+        with lock.gate("scan"):
+            _prepare(out, lock, req, shards, locked, locked_hash, choice.skipped, hooks.warn)
+    except OSError as exc:
+        raise ConfigError(f"{out.root}: cannot be written ({exc.strerror or exc}); free space or fix its "
+                          "permissions, or choose another --out") from None
+    try:
+        return _scan_prepared(req, hooks, t0, choice, analyzers, scope, read, shards, config, locked_hash, out, lock)
+    finally:
+        lock.release()
 
+
+def _prepare(out: OutDir, lock: OutLock, req: ScanRequest, shards: list[Shard], locked: dict, locked_hash: str,
+             skipped: dict[str, str], warn: Callable[[str], None]) -> None:
+    """Holding the gate: refuse a conflicting running scan, remove stale temporaries, lock the
+    configuration, write the plan, take this scan's lease."""
+    running = lock.leases()
+    other = [h for h in running if h.config_hash != locked_hash]
+    if other:
+        raise LockHeld(f"{out.root} is being scanned with another configuration by {other[0].describe()}; "
+                       "wait for it to end, or use another --out")
+    busy = "; ".join(h.describe() for h in running) or None
+    out.prepare(locked, overwrite=req.overwrite, busy=busy)
+    stale = out.remove_stale_temporaries(min((h.since_fs for h in running), default=None))
+    if stale:
+        warn(f"removed {len(stale)} temporary file(s) left in {out.root} by a run that was killed")
+    plan = {"config_hash": locked_hash, "shards": [shard_entry(s) for s in shards],
+            "skipped_analyzers": dict(sorted(skipped.items()))}
+    before = out.read_plan()
+    if before is not None and before.get("config_hash") == locked_hash:
+        was, now = {e.get("key") for e in before["shards"]}, {e["key"] for e in plan["shards"]}
+        if was != now:
+            change = f"{len(now - was)} shard(s) added, {len(was - now)} gone"
+            if running:  # slices of one configuration must cut the same list
+                raise LockHeld(f"the corpus changed ({change}) while another scan of {out.root} runs: {busy}; "
+                               "wait for it to end, then rerun")
+            warn(f"the corpus changed since {out.root} was planned ({change}): the plan now lists the "
+                 f"{len(now)} shard(s) found now; outputs of shards gone stay on disk but are not counted")
+    if before != plan:
+        out.write_plan(plan)
+    lock.take_lease(locked_hash)
+
+
+def _unwritable_out(out: OutDir, exc: OSError, locked_hash: str, shards: list[Shard], skipped: dict[str, str],
+                    t0: float, hooks: Hooks) -> ScanResult:
+    """OUT cannot be written at all. A finished OUT of this configuration whose summary is
+    current has nothing to do (exit 0); anything else is a one-line error before work starts."""
+    if is_unwritable(exc) and out.read_plan() is not None:
+        state = current(out)
+        planned = {e["key"] for e in state["shards"]}
+        if (state["config_hash"] == locked_hash and state["summary"]["complete"] and state["summary"]["path"]
+                and planned == {s.key for s in shards}):
+            hooks.warn(f"{out.root} is read-only and already complete: nothing to do")
+            t = state["totals"]
+            return ScanResult(len(shards), 0, len(shards), {}, t["documents"], t["bad_records"],
+                              time.perf_counter() - t0, True, skipped, nothing_to_do="read-only and complete")
+    if is_unwritable(exc):
+        raise ConfigError(f"{out.root} is not writable ({exc.strerror}); make it writable "
+                          f"(chmod -R u+w {out.root}) or choose another --out")
+    raise ConfigError(f"{out.root}: cannot be written ({exc.strerror or exc}); free space or choose another --out")
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no more room: every further shard would fail too
+_ERRNO_IN_MESSAGE = re.compile(r"\[errno (\d+)\]", re.IGNORECASE)
+
+
+def is_disk_full(reason: str | None) -> bool:
+    """A failed shard's one-line reason names ENOSPC / EDQUOT / EFBIG (an OSError's message, or
+    pyarrow's, carries ``[Errno N]``)."""
+    return any(int(n) in DISK_FULL_ERRNOS for n in _ERRNO_IN_MESSAGE.findall(reason or ""))
+
+
+def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerChoice, analyzers, scope: Scope,
+                   read: ReadOptions, shards: list[Shard], config: dict, locked_hash: str, out: OutDir,
+                   lock: OutLock) -> ScanResult:
     selected = select_slice(shards, req.num_shards, req.shard_index)
-    todo = [s for s in selected if not _still_done(out, s, hooks.warn)]
+    schema = annotation_schema(analyzers)
+    todo = [s for s in selected if not _still_done(out, s, hooks.warn, schema)]
     executor = make_executor(req.executor, workers=req.workers, shards=len(todo), analyzers=analyzers,
                              emit=req.emitter, ray_address=req.ray_address)
     plan = ScanPlan(tuple(choice.names), choice.options, scope, str(out.root.resolve()), read, req.strict, locked_hash,
@@ -234,6 +344,7 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     failed: dict[str, str] = {}
     worker_stats: dict[str, dict] = {}
     ran = 0
+    disk_full: str | None = None
 
     def run_record() -> dict:
         stats = worker_stats or {a.name: st for a in analyzers if (st := _stats(a))}
@@ -243,39 +354,87 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
                 # engine counters: of this process in-process, else per worker process ("worker PID")
                 "analyzer_stats": stats}
 
+    def manifest_now(record: dict, wait_s: float | None = None) -> dict | None:
+        """Write the manifest holding the gate; None when OUT cannot take it (disk full)."""
+        nonlocal disk_full
+        try:
+            with lock.gate("manifest", **({"wait_s": wait_s} if wait_s is not None else {})):
+                return write_manifest(out, shards, config, locked_hash, record)
+        except OSError as exc:
+            disk_full = disk_full or f"{exc.filename or out.root}: {exc.strerror or exc}"
+            return None
+
+    outcomes = executor.run(todo, plan, hooks.advance) if todo else iter(())
     try:
-        for outcome in executor.run(todo, plan, hooks.advance) if todo else ():
-            if outcome.worker is not None:
-                worker_stats[outcome.worker] = outcome.stats or {}
-            if outcome.status == "refused":  # a worker could not set up its analyzers
-                raise AnalyzerUnavailable(outcome.reason)
-            if outcome.status == "interrupted":
-                continue
-            ran += 1
-            record_outcome(out, outcome)
-            if outcome.status == "failed":
-                failed[outcome.key] = outcome.reason
-            hooks.shard_finished(outcome)
+        try:
+            for outcome in outcomes:
+                if outcome.worker is not None:
+                    worker_stats[outcome.worker] = outcome.stats or {}
+                if outcome.status == "refused":  # a worker could not set up its analyzers
+                    raise AnalyzerUnavailable(outcome.reason)
+                if outcome.status == "interrupted":
+                    continue
+                ran += 1
+                try:
+                    record_outcome(out, outcome)
+                except OSError as exc:
+                    disk_full = disk_full or f"{out.root}: {exc.strerror or exc}"
+                if outcome.status == "failed":
+                    failed[outcome.key] = outcome.reason
+                hooks.shard_finished(outcome)
+                if disk_full is None and outcome.status == "failed" and is_disk_full(outcome.reason):
+                    disk_full = outcome.reason
+                if disk_full is not None:
+                    break  # every further shard would fail the same way: stop, keep what is finished
+        finally:
+            outcomes.close() if hasattr(outcomes, "close") else None
     except AnalyzerUnavailable as exc:
         hooks.stop()
-        write_manifest(out, shards, config, locked_hash, run_record())
+        manifest_now(run_record())
         raise ConfigError(str(exc)) from None
     except BaseException:  # interrupted (Ctrl-C, --strict, stdout closed): record what is finished
         hooks.stop()
-        write_manifest(out, shards, config, locked_hash, run_record())
+        try:
+            manifest_now(run_record(), wait_s=10.0)
+        except LockHeld:
+            pass  # the interruption is what the user must hear of; the next run derives the manifest
         raise
     finally:
         hooks.stop()
         record = run_record()
         for a in analyzers:
             a.close()
-    manifest = write_manifest(out, shards, config, locked_hash, record)
+    manifest = manifest_now(record)
+    if disk_full is not None or manifest is None:
+        raise OutputWriteError(
+            f"could not write {out.root} ({_short(disk_full or '')}); {len(failed)} shard(s) recorded as failed, "
+            f"finished shards are kept; free space (or raise the quota), then rerun the same command to resume"
+            + ("" if manifest is not None else " (the manifest could not be updated)"))
+    if ran:
+        _warn_about_data(out, manifest, analyzers, hooks.warn)
     return ScanResult(
         shards_total=len(shards), shards_run=ran, shards_skipped=len(selected) - len(todo), failed=failed,
         documents=manifest["totals"]["documents"], bad_records=manifest["totals"]["bad_records"],
         seconds=time.perf_counter() - t0, summary_written=manifest["summary"]["complete"],
         skipped_analyzers=choice.skipped,
     )
+
+
+def _warn_about_data(out: OutDir, manifest: dict, analyzers: Sequence[Analyzer], warn: Callable[[str], None]) -> None:
+    """Each analyzer's warnings about the scanned data (:meth:`Analyzer.scan_warnings`), from its
+    counts merged over the OUT's done shards; once, at the end of a scan that scanned shards."""
+    done = [e["key"] for e in manifest["shards"] if e["status"] == "done"]
+    try:
+        merged = partials.from_table(partials.merge_files(out.partial_path(k) for k in done))
+    except (OSError, ValueError, pa.ArrowException):
+        return
+    for a in analyzers:
+        for message in type(a).scan_warnings(merged.get(a.name, Counter())):
+            warn(message)
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def _stats(a: Analyzer) -> dict:

@@ -4,17 +4,42 @@ A lexicon file is tab-separated text: a header line naming at least two columns 
 e.g. an axis or a pronoun group, then the term), then one row per term; '#' starts a comment.
 The same file format serves the built-in pronoun and identity lexicons and a user's own
 (``--lexicon FILE``: other axes, other languages). Errors name the file, the line and the problem.
+
+A lexicon is configuration, not data: it is read whole, so its size is bounded (bytes, groups,
+terms per group, characters per group name and term) and a file that is no lexicon (``/dev/zero``,
+a corpus shard given by mistake) is refused in milliseconds with a one-line error. Group names are
+printed in every report: control characters (terminal escapes, bidirectional overrides) are
+refused, and ``/`` too (it separates group and term in the counts).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from importlib import resources
 from pathlib import Path
 
 from llama_audit.types import ConfigError
 from llama_audit.text import TokenizedBatch, tokenize
+
+# Limits, far above any real lexicon (the built-in identities.tsv, from HolisticBias, is 7.5 KB:
+# 5 axes, 184 terms) and far below what would strain memory or the report.
+MAX_LEXICON_BYTES = 64 * 2**20
+MAX_GROUPS = 500_000
+MAX_TERMS_PER_GROUP = 1_000_000
+MAX_GROUP_CHARS = 200  # a group is a row label of the report
+MAX_TERM_CHARS = 500  # a descriptor or phrase, not a document
+
+# Characters that a terminal or a text viewer obeys instead of showing: C0/C1 controls and DEL,
+# and the bidirectional embeddings, overrides and isolates (text that reads other than it is).
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _first_invisible(text: str) -> str | None:
+    """The first control character of ``text`` as U+XXXX (None: there is none)."""
+    found = _INVISIBLE.search(text)
+    return f"U+{ord(found.group()):04X}" if found else None
 
 
 def builtin_path(name: str) -> Path:
@@ -63,19 +88,26 @@ class Lexicon:
         """
         path = Path(path)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_LEXICON_BYTES + 1)  # never more: /dev/zero or a huge file by mistake
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read lexicon ({exc.strerror or exc})") from None
+        if len(raw) > MAX_LEXICON_BYTES:
+            raise ConfigError(f"{path}: lexicon is larger than {MAX_LEXICON_BYTES // 2**20} MiB; is it a lexicon "
+                              "(tab-separated group and term per line)?")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: lexicon is not UTF-8 (byte {exc.start})") from None
         entries: list[Entry] = []
-        groups: list[str] = []
+        terms_in: dict[str, int] = {}  # group -> its number of terms; the groups in first-seen order
         seen: dict[tuple[str, str], int] = {}  # (group, term) -> line
         term_line: dict[str, tuple[str, int]] = {}  # term -> (group, line)
         header_seen = False
-        for lineno, line in enumerate(text.splitlines(), 1):
+        # lines end at "\n" only (as editors and `sed -n Np` count them); other line breaks that
+        # str.splitlines() knows are control characters inside a field
+        for lineno, line in enumerate(text.split("\n"), 1):
+            line = line.removesuffix("\r")
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             fields = line.split("\t")
@@ -89,6 +121,18 @@ class Lexicon:
             group, term = fields[0].strip(), fields[1].strip()
             if not group:
                 raise ConfigError(f"{path}:{lineno}: empty group")
+            for what, value in (("group", group), ("term", term)):
+                bad = _first_invisible(value)
+                if bad:
+                    raise ConfigError(f"{path}:{lineno}: {what} has the control character {bad}; groups and "
+                                      "terms are printed in reports, so they must be plain text")
+            if "/" in group:
+                raise ConfigError(f"{path}:{lineno}: group name contains '/', which separates group and term "
+                                  "in the counts; use another character")
+            if len(group) > MAX_GROUP_CHARS:
+                raise ConfigError(f"{path}:{lineno}: group name of {len(group)} characters (at most {MAX_GROUP_CHARS})")
+            if len(term) > MAX_TERM_CHARS:
+                raise ConfigError(f"{path}:{lineno}: term of {len(term)} characters (at most {MAX_TERM_CHARS})")
             tokens = tuple(tokenize(term))
             if not tokens:
                 raise ConfigError(f"{path}:{lineno}: term {term!r} has no word characters")
@@ -101,14 +145,17 @@ class Lexicon:
                     f"{path}:{lineno}: term {term!r} is already under {other_group!r} (line {other_line}); "
                     "a term counts under one group only"
                 )
+            if group not in terms_in and len(terms_in) >= MAX_GROUPS:
+                raise ConfigError(f"{path}:{lineno}: more than {MAX_GROUPS} groups")
+            if terms_in.get(group, 0) >= MAX_TERMS_PER_GROUP:
+                raise ConfigError(f"{path}:{lineno}: group {group!r} has more than {MAX_TERMS_PER_GROUP} terms")
             seen[(group, key)] = lineno
             term_line.setdefault(key, (group, lineno))
-            if group not in groups:
-                groups.append(group)
+            terms_in[group] = terms_in.get(group, 0) + 1  # a dict: the membership test is O(1)
             entries.append(Entry(group, key, tokens))
         if not header_seen or not entries:
             raise ConfigError(f"{path}: lexicon has no terms")
-        return cls(entries, str(path), hashlib.sha256(raw).hexdigest(), groups)
+        return cls(entries, str(path), hashlib.sha256(raw).hexdigest(), list(terms_in))
 
     def match(self, tb: TokenizedBatch, i: int) -> list[int]:
         """Indices of the entries that occur in document i, in lexicon order."""

@@ -23,6 +23,7 @@ from llama_audit.types import DocBatch
 from llama_audit.corpus import ReadSpec, Shard, ShardUnreadable, read_shard
 from llama_audit.hashing import fingerprint
 from llama_audit.store import AtomicParquetWriter, OutDir, atomic_write_json, atomic_write_table
+from llama_audit.text import utf8_size
 
 BASE_FIELDS = [
     pa.field("doc_id", pa.string()),
@@ -98,7 +99,7 @@ def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Arr
     corpus = counts.setdefault("corpus", Counter())
     corpus["documents"] += n
     corpus["chars"] += int(pc.sum(chars).as_py() or 0)
-    corpus["bytes"] += sum(len(t.encode("utf-8", "surrogatepass")) for t in batch.texts)
+    corpus["bytes"] += sum(map(utf8_size, batch.texts))  # (a huge document is not encoded whole)
     return {
         "doc_id": pa.array(batch.doc_ids, pa.string()),
         "shard": pa.array([batch.shard] * n, pa.string()),

@@ -5,7 +5,9 @@ without importing upward."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,22 @@ Counts = Counter  # str -> int; merged with ``+`` / ``update``
 
 class ConfigError(Exception):
     """A user-facing configuration problem, reported as one line (exit code 2)."""
+
+
+def ensure_under(root: "str | os.PathLike[str]", path: "str | os.PathLike[str]") -> Path:
+    """``root / path``, refused with a one-line ConfigError unless it lies strictly inside ``root``.
+
+    Every write under OUT or CLEAN goes through names taken from files (shard names, manifest
+    entries a person may have edited); this keeps one hostile or mistaken name (``../``, an
+    absolute path, a symlink leading out) from writing anywhere else. Symlinks already on disk are
+    resolved on both sides, so a root that is itself a symlink still works."""
+    root_path = Path(root)
+    joined = root_path / path
+    real_root = os.path.realpath(root_path)
+    real = os.path.realpath(joined)
+    if real == real_root or os.path.commonpath([real_root, real]) != real_root:
+        raise ConfigError(f"refusing to write {os.fspath(joined)!r}: outside {os.fspath(root_path)!r}")
+    return joined
 
 
 class AnalyzerUnavailable(Exception):

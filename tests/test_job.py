@@ -9,7 +9,7 @@ import pytest
 from llama_audit.job import ScanRequest, run_scan
 from llama_audit.manifest import merge
 from llama_audit.report.tables import build_report
-from llama_audit.scan import StrictError
+from llama_audit.scan import ReadOptions, StrictError
 from llama_audit.store import OutDir
 from llama_audit.types import ConfigError
 
@@ -41,7 +41,8 @@ def test_outputs_layout_and_annotation_columns(tmp_path, make_jsonl):
     assert t["row"].to_pylist() == [0, 1, 2, 3]
     assert t["shard"].to_pylist()[0] == "part-0.jsonl"
     m = json.loads((out / "manifest.json").read_text())
-    assert m["totals"] == {"shards": 3, "shards_done": 3, "shards_failed": 0, "documents": 12, "bad_records": 0}
+    assert m["totals"] == {"shards": 3, "shards_done": 3, "shards_failed": 0, "shards_damaged": 0, "documents": 12,
+                           "bad_records": 0}
     assert m["config"]["analyzers"]["language"]["model_sha256"].startswith("8f3472cf")
     assert m["config"]["analyzers"]["identities"]["lexicon_sha256"]
     assert "pyarrow" in m["dependencies"]
@@ -268,3 +269,113 @@ def test_pool_workers_share_gpus_and_cores(monkeypatch):
     for cls in (LanguageAnalyzer, PiiAnalyzer):  # nothing to share
         o = cls.options_from()
         assert cls.worker_options(o, 1, 6) is o
+
+
+def _cli_subprocess(args, *, file_size_limit=None, timeout=120):
+    """`llama-audit ARGS` in a subprocess; with ``file_size_limit``, every file it writes is capped
+    at that many bytes (RLIMIT_FSIZE, SIGXFSZ ignored): a write past it fails with EFBIG, as a full
+    disk fails with ENOSPC."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run([sys.executable, "-m", "llama_audit.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=limit if file_size_limit else None)
+
+
+def test_disk_full_mid_scan_is_recorded_and_one_line_and_resumable(tmp_path, make_jsonl):
+    """ENOSPC during a scan was recorded per shard, then an OSError traceback and no manifest."""
+    import hashlib
+
+    make_jsonl("part-0.jsonl", [{"id": "a", "text": "She is here."}])
+    make_jsonl("part-1.jsonl", [{"id": hashlib.sha256(str(i).encode()).hexdigest(), "text": "He is."}
+                                for i in range(20_000)])  # its annotations file outgrows the limit
+    make_jsonl("part-2.jsonl", [{"id": "c", "text": "They are."}])
+    args = ["scan", tmp_path / "corpus", "--out", tmp_path / "out", "--analyzers", "pronouns", "--languages", "all"]
+    proc = _cli_subprocess(args, file_size_limit=256 * 1024)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "could not write" in errors[0] and "rerun the same command to resume" in errors[0]
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    states = {e["shard"]: e["status"] for e in m["shards"]}
+    assert states == {"part-0.jsonl": "done", "part-1.jsonl": "error", "part-2.jsonl": "pending"}
+    assert "[Errno 27]" in next(e["error"] for e in m["shards"] if e["status"] == "error")
+    proc = _cli_subprocess(args)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["summary"]["complete"] is True
+
+
+def test_unwritable_out_is_a_one_line_error_before_work(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=r"out: cannot be written \(Not a directory\)"):
+        run_scan(req(tmp_path, out=str(blocker / "out")))
+
+
+def _chmod_stops_writes() -> bool:
+    """False for root with CAP_DAC_OVERRIDE (writes through chmod); run such a session as
+    ``setpriv --bounding-set -dac_override,-dac_read_search pytest ...`` to test anyway."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o500)
+        try:
+            open(os.path.join(d, "probe"), "w").close()
+        except PermissionError:
+            return True
+        finally:
+            os.chmod(d, 0o700)
+    return False
+
+
+@pytest.mark.skipif(not _chmod_stops_writes(), reason="root writes through chmod")
+def test_read_only_out(tmp_path, make_jsonl):
+    """A non-writable OUT was a 71-line PermissionError traceback; rescanning or merging a
+    read-only finished OUT crashed."""
+    corpus(make_jsonl)
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError, match=r"is not writable \(Permission denied\); make it writable"):
+            run_scan(req(tmp_path))
+    finally:
+        out.chmod(0o700)
+    run_scan(req(tmp_path))
+    dirs = [out, *[p for p in out.rglob("*") if p.is_dir()]]
+    for d in dirs:
+        d.chmod(0o500)
+    try:
+        res = run_scan(req(tmp_path))
+        assert res.exit_code == 0 and res.nothing_to_do and res.shards_run == 0
+        assert merge(str(out))["nothing_to_do"] is True
+    finally:
+        for d in dirs:
+            d.chmod(0o700)
+
+
+def test_batch_size_does_not_change_annotation_bytes(tmp_path, make_jsonl):
+    corpus(make_jsonl, shards=2, per=40)
+    for batch in (1, 7, None):
+        run_scan(req(tmp_path, out=str(tmp_path / f"b{batch}"), analyzers=["pronouns", "identities", "pii"],
+                     read=ReadOptions(batch_docs=batch)))
+    files = [sorted((tmp_path / f"b{b}" / "annotations").iterdir()) for b in (1, 7, None)]
+    assert [p.name for p in files[0]] == [p.name for p in files[2]]
+    for a, b, c in zip(*files):
+        assert a.read_bytes() == b.read_bytes() == c.read_bytes()
+
+
+def test_rerun_removes_temporaries_a_killed_run_left(tmp_path, make_jsonl):
+    corpus(make_jsonl)
+    run_scan(req(tmp_path))
+    left = tmp_path / "out" / "annotations" / ".part-0.jsonl-0123abcd.parquet.a1b2c3d4.tmp"
+    left.write_bytes(b"PAR1 half a file")
+    run_scan(req(tmp_path))
+    assert not left.exists()

@@ -81,3 +81,88 @@ def test_not_utf8_lexicon(tmp_path):
     path.write_bytes(b"axis\tterm\nreligion\t\xff\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         Lexicon.load(path)
+
+
+def _write_lexicon(path, rows) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("group\tterm\n")
+        f.writelines(f"{g}\t{t}\n" for g, t in rows)
+    return path
+
+
+def _best_load_seconds(path, runs: int = 3) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        Lexicon.load(path)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def test_load_time_does_not_grow_with_the_number_of_groups(tmp_path):
+    """200k groups took over a minute (a list membership test per line). Loading n groups of one
+    term each costs about what n terms in one group cost. (A ratio, measured side by side, so the
+    speed of the machine does not matter.)"""
+    n = 10_000
+    many = _write_lexicon(tmp_path / "many.tsv", ((f"g{i}", f"term{i}") for i in range(n)))
+    one = _write_lexicon(tmp_path / "one.tsv", (("g", f"term{i}") for i in range(n)))
+    assert len(Lexicon.load(many).groups) == n
+    assert _best_load_seconds(many) < 4 * _best_load_seconds(one)
+
+
+def test_a_huge_or_endless_file_is_refused_after_the_size_limit(tmp_path):
+    import llama_audit.lexicon as lexicon
+
+    big = tmp_path / "big.tsv"
+    with open(big, "wb") as f:
+        f.truncate(lexicon.MAX_LEXICON_BYTES + 1)  # sparse: costs no disk
+    with pytest.raises(ConfigError, match=r"big.tsv: lexicon is larger than 64 MiB"):
+        Lexicon.load(big)
+    if Path("/dev/zero").exists():  # endless: ran until MemoryError
+        with pytest.raises(ConfigError, match=r"/dev/zero: lexicon is larger than 64 MiB"):
+            Lexicon.load("/dev/zero")
+
+
+@pytest.mark.parametrize("limit,value,rows,problem", [
+    ("MAX_GROUPS", 2, [("a", "x"), ("b", "y"), ("c", "z")], ":4: more than 2 groups"),
+    ("MAX_TERMS_PER_GROUP", 2, [("a", "x"), ("a", "y"), ("a", "z")], ":4: group 'a' has more than 2 terms"),
+    ("MAX_TERM_CHARS", 10, [("a", "x" * 11)], ":2: term of 11 characters (at most 10)"),
+    ("MAX_GROUP_CHARS", 10, [("g" * 11, "x")], ":2: group name of 11 characters (at most 10)"),
+], ids=["groups", "terms-per-group", "term-length", "group-length"])
+def test_lexicon_size_limits_are_one_line_errors_naming_the_line(tmp_path, monkeypatch, limit, value, rows, problem):
+    import llama_audit.lexicon as lexicon
+
+    assert getattr(lexicon, limit) > value  # the real limit is larger; lowered here to test it cheaply
+    monkeypatch.setattr(lexicon, limit, value)
+    path = _write_lexicon(tmp_path / "lex.tsv", rows)
+    with pytest.raises(ConfigError) as exc:
+        Lexicon.load(path)
+    assert f"{path}{problem}" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("group,term,problem", [
+    ("\x1b[31mred", "x", ":3: group has the control character U+001B"),
+    ("ok", "x\x07y", ":3: term has the control character U+0007"),
+    ("left\u202eright", "x", ":3: group has the control character U+202E"),
+    ("a\x0bb", "x", ":3: group has the control character U+000B"),
+    ("axis/sub", "x", ":3: group name contains '/'"),
+], ids=["ansi-escape", "bell", "bidi-override", "vertical-tab", "slash"])
+def test_control_characters_in_groups_and_terms_are_refused(tmp_path, group, term, problem):
+    """Group names reach the terminal, markdown and HTML reports: an escape sequence there would be
+    obeyed (or hidden), so a lexicon that holds one is refused, naming the line."""
+    path = tmp_path / "lex.tsv"
+    path.write_text(f"group\tterm\nfine\tword\n{group}\t{term}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        Lexicon.load(path)
+    message = str(exc.value)
+    assert f"{path}{problem}" in message
+    assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in message)
+
+
+def test_windows_line_endings_still_load(tmp_path):
+    path = tmp_path / "crlf.tsv"
+    path.write_bytes(b"group\tterm\r\nreligion\tpagan\r\n")
+    lex = Lexicon.load(path)
+    assert lex.groups == ["religion"] and [e.term for e in lex.entries] == ["pagan"]

@@ -82,3 +82,78 @@ def test_seeded_pii_never_leaks_and_is_redacted(tmp_path):
         texts = [json.loads(line)["text"] for line in f]
     assert "<EMAIL_ADDRESS>" in texts[0] and "<CREDIT_CARD>" in texts[1] and "<IBAN_CODE>" in texts[1]
     assert texts[3] == "Nothing personal in this one, just a sentence about the weather."
+
+
+# PII outside the text field: seeded in a nested metadata field (scanned with --pii-fields) and in
+# a document id (counted and warned about; ids are never rewritten, docs/pii.md).
+FIELD_SEEDS = {"EMAIL_ADDRESS": "ana.lopez.4410@example-mail.org", "PHONE_NUMBER": "+44 20 7946 0321"}
+ID_SEED = "carl.berg.5512@example-mail.org"
+
+
+def fields_corpus(tmp_path):
+    docs = [
+        {"id": f"user-{ID_SEED}", "text": "A plain sentence about rivers.",
+         "meta": {"author": f"Ana Lopez <{FIELD_SEEDS['EMAIL_ADDRESS']}>", "source": "web"}},
+        {"id": "2", "text": "Another plain sentence about hills.",
+         "meta": {"author": f"call {FIELD_SEEDS['PHONE_NUMBER']}", "source": "web"}},
+        {"id": "3", "text": "No personal data here.", "meta": {"author": 12, "source": "book"}},
+    ]
+    path = tmp_path / "fcorpus" / "part.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path.parent
+
+
+def output_text_without_ids(root, skip=()) -> str:
+    """Every file under ``root`` (but the names in ``skip``) as text; Parquet files as their rows
+    without the ``doc_id`` column (where ids are documented to appear), never as raw bytes."""
+    import pyarrow.parquet as pq
+
+    chunks = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name in skip:
+            continue
+        if p.suffix == ".parquet":
+            table = pq.read_table(p)
+            if "doc_id" in table.column_names:
+                table = table.drop_columns(["doc_id"])
+            chunks.append(json.dumps(table.to_pylist(), default=str))
+        else:
+            chunks.append(p.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def test_pii_in_fields_and_ids_never_leaks(tmp_path):
+    runner = CliRunner()
+    app = command()
+    src = fields_corpus(tmp_path)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["scan", str(src), "--out", str(out), "--analyzers", "language,pii",
+                              "--pii-fields", "meta.author", "--emit", "jsonl"])
+    assert res.exit_code == 0, res.output
+    emitted = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [d["doc_id"] for d in emitted][0] == f"user-{ID_SEED}"  # documented: ids are not rewritten
+    logs = [res.stderr, json.dumps([{k: v for k, v in d.items() if k != "doc_id"} for d in emitted])]
+    for fmt in ("table", "json", "markdown", "csv", "html"):
+        res = runner.invoke(app, ["report", str(out), "--format", fmt])
+        assert res.exit_code == 0, res.output
+        logs.append(res.output)
+    report = json.loads(runner.invoke(app, ["report", str(out), "--format", "json"]).stdout)
+    fields = report["pii"]["fields"]
+    assert {r["type"] for r in fields["by_type"]} == set(FIELD_SEEDS) and fields["documents_with_pii"] == 2
+    assert report["pii"]["documents_with_pii_in_id"] == 1 and report["pii"]["documents_with_pii"] == 0
+
+    clean = tmp_path / "clean"
+    res = runner.invoke(app, ["filter", str(out), "--out", str(clean), "--redact", "pii"])
+    assert res.exit_code == 0, res.output
+    logs.append(res.output)
+    records = [json.loads(line) for line in (clean / "part.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records][0] == f"user-{ID_SEED}"  # documented: ids are not rewritten
+    assert records[0]["meta"]["author"] == "Ana Lopez <<EMAIL_ADDRESS>>"
+    assert records[1]["meta"]["author"] == "call <PHONE_NUMBER>" and records[2]["meta"]["author"] == 12
+
+    everything = (output_text_without_ids(out) + output_text_without_ids(clean, skip=("part.jsonl",))
+                  + json.dumps([{k: v for k, v in r.items() if k != "id"} for r in records]) + "\n".join(logs))
+    for value in [*FIELD_SEEDS.values(), ID_SEED]:
+        for form in forms(value):
+            assert form not in everything, f"a seeded {form[:3]}... value leaked"

@@ -79,7 +79,10 @@ class Analyzer(ABC):
 
     @classmethod
     def unavailable_reason(cls, options: AnalyzerOptions) -> str | None:
-        """Why this analyzer cannot run here (missing extra or model), or None. Must be cheap."""
+        """Why this analyzer cannot run here (missing extra or model), or None. Must be cheap.
+        A reason skips the analyzer in the default set (with a warning). Raise ConfigError instead
+        when the options name something that cannot be used (a model path the user gave): naming
+        it asks for the analyzer, so that is an error even in the default set."""
         return None
 
     @classmethod
@@ -173,3 +176,10 @@ class Analyzer(ABC):
         """Rows of the long CSV (``table, group, label, documents, pct, matches``). Default: one row
         per count, its value in the ``documents`` column (the CSV's count column)."""
         return [[cls.report_json_key(), "", key, value, "", ""] for key, value in section_counts(section).items()]
+
+    @classmethod
+    def scan_warnings(cls, counts: Counter) -> list[str]:
+        """One-line warnings about the scanned data from this analyzer's counts merged over the
+        OUT's done shards (e.g. how many document ids hold personal data), printed once at the end
+        of a scan. Counts and names only, never a value from the data. Default: none."""
+        return []

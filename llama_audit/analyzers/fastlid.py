@@ -68,6 +68,8 @@ _LABEL8 = int.from_bytes(LABEL_PREFIX[:8], "little")
 OUT_CHUNK = 2048  # documents per pass of the output layer
 VOCAB_MERGE_MAX = 200_000  # a vocabulary up to this size is preloaded into the token trie
 SHORT = 16  # tokens up to this many bytes are keyed by their bytes in the numpy table
+BATCH_CHARS = 1 << 22  # characters of text per numpy pass (default of FastLid's batch_chars)
+LONG_LINE_CHARS = 1 << 22  # a longer line is read in pieces of this size (bounded memory)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,10 +425,13 @@ class FastLid:
     ``path``: a supervised fastText model, ``.bin`` (dense) or ``.ftz`` (quantized), with
     ``wordNgrams == 1`` and loss ``hs`` (lid.176), ``softmax`` or ``ova``; anything else raises
     ``ValueError`` so the caller can fall back to the fastText binding. ``cache_words`` bounds the
-    per-word cache (it is emptied when full). ``batch_chars`` is the text handled per numpy pass.
+    per-word cache (it is emptied when full). ``batch_chars`` is the text handled per numpy pass;
+    a line longer than ``piece_chars`` (and than ``batch_chars``) is read in whitespace-cut pieces
+    of that size, so memory is bounded whatever the document (a 200 MB line: some 50 MB).
     """
 
-    def __init__(self, path, cache_words: int = 1_000_000, batch_chars: int = 1 << 22):
+    def __init__(self, path, cache_words: int = 1_000_000, batch_chars: int | None = None,
+                 piece_chars: int | None = None):
         path = os.fspath(path)
         self._work: dict[str, np.ndarray] = {}
         with open(path, "rb") as f:
@@ -434,7 +439,8 @@ class FastLid:
         self.path = path
         self._load(_Reader(data, path))
         self._cap = max(int(cache_words), 1)
-        self._batch_chars = max(int(batch_chars), 1)
+        self._batch_chars = max(int(BATCH_CHARS if batch_chars is None else batch_chars), 1)
+        self._piece_chars = max(int(LONG_LINE_CHARS if piece_chars is None else piece_chars), 1)
         self._lookups = 0
         self._hits = 0
         self._resets = 0
@@ -813,12 +819,20 @@ class FastLid:
         return np.arange(ids.size), ids.astype(np.int64) + self.nwords
 
     # -------------------------------------------------------------------------- predict
-    def predict(self, lines: list[str]) -> tuple[list[str], np.ndarray]:
+    def predict(self, lines: list[str], newlines_as_spaces: bool = False) -> tuple[list[str], np.ndarray]:
         """Top-1 label (without ``__label__``) and its float32 probability for each line.
 
         Same as ``fasttext.load_model(path).predict(lines, k=1, threshold=0.0)``, including
         empty lines (predicted from ``</s>`` alone). A line fastText gives no prediction for
-        (no input row at all) gets ``""`` and NaN. Lines must not contain ``\\n``."""
+        (no input row at all) gets ``""`` and NaN. Lines must not contain ``\\n``, unless
+        ``newlines_as_spaces``: then each ``\\n`` reads as a space (replaced a batch at a time,
+        so a huge document is never copied whole).
+
+        Memory is bounded whatever the lines: a line longer than ``piece_chars`` (and
+        ``batch_chars``) is read in :func:`~llama_audit.text.whitespace_pieces` whose row sums
+        are added up (in float64) before the one average, so its tokens and rows are those of the
+        whole line (unless it holds a run of ``piece_chars`` characters without whitespace, which
+        is cut). Shorter lines are read exactly as before."""
         n = len(lines)
         labels: list[str] = [""] * n
         probs = np.full(n, np.nan, dtype=np.float32)
@@ -827,29 +841,59 @@ class FastLid:
         ends = list(accumulate(len(t) + 1 for t in lines))
         i = 0
         while i < n:
+            if len(lines[i]) > self._piece_chars and len(lines[i]) > self._batch_chars:
+                S, trailing = self._long_line_sums(lines[i], newlines_as_spaces)
+                self._finish(S, trailing, i, labels, probs)
+                i += 1
+                continue
             base = ends[i - 1] if i else 0
             j = max(i + 1, bisect_right(ends, base + self._batch_chars, i, n))
-            self._predict_batch(lines, i, j, labels, probs)
+            batch = lines[i:j]
+            if newlines_as_spaces:
+                batch = [t.replace("\n", " ") for t in batch]
+            S, trailing = self._line_sums("\n".join(batch), j - i)
+            self._finish(S, trailing, i, labels, probs)
             i = j
         return labels, probs
 
-    def _predict_batch(self, lines, i: int, j: int, labels: list[str], probs: np.ndarray) -> None:
-        B = j - i
-        buf = "\n".join(lines[i:j]).encode("utf-8", "surrogatepass")
+    def _long_line_sums(self, line: str, newlines_as_spaces: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``_line_sums`` of one line longer than ``piece_chars``, a piece at a time. A literal
+        ``</s>`` token ends the line: the pieces after it are not read."""
+        from llama_audit.text import whitespace_pieces
+
+        S = np.zeros((self.dim + 1, 1), dtype=np.float64)
+        trailing = np.ones(1, dtype=bool)
+        for piece in whitespace_pieces(line, self._piece_chars):
+            if newlines_as_spaces:
+                piece = piece.replace("\n", " ")
+            piece_sums, trailing = self._line_sums(piece, 1)
+            S += piece_sums
+            if not trailing[0]:
+                break
+        return S, trailing
+
+    def _line_sums(self, text: str, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """For the ``B`` lines of ``text`` (joined by ``\\n``): the sums of their tokens' input
+        rows and row counts ((dim + 1) x B, float64; the closing ``</s>`` not included), and
+        whether each line reaches its end (False: a literal ``</s>`` token ended it early)."""
+        buf = text.encode("utf-8", "surrogatepass")
         if self._trie.next - self._base_nodes > self._cap:
             self._resets += 1
             self._cache_reset()
         N = len(buf)
         pbuf = buf + bytes(24)
+        del buf
         arr = np.frombuffer(pbuf, dtype=np.uint8)
         # Dictionary::readWord: tokens are runs of bytes other than ' ' \n \r \t \v \f \0
         cand = np.flatnonzero(arr[:N] <= 32)
         wsp = cand[_WS.take(arr.take(cand))]
+        del cand
         bounds = np.concatenate(([-1], wsp, [N]))
         gap = np.diff(bounds)
         tk = np.flatnonzero(gap > 1)
         starts = bounds[tk] + 1
         lens = gap[tk] - 1
+        del bounds, gap, tk
         T = starts.size
         nl = wsp[arr.take(wsp) == 10]
         if nl.size != B - 1:
@@ -887,6 +931,12 @@ class FastLid:
             ne = np.flatnonzero(ntok > 0)
             G = self._RT.take(slots, axis=1, out=self._buf("G", (self.dim + 1, T), np.float32), mode="clip")
             S[:, ne] = np.add.reduceat(G, doc_off[ne], axis=1)
+        return S, trailing
+
+    def _finish(self, S: np.ndarray, trailing: np.ndarray, i: int, labels: list[str], probs: np.ndarray) -> None:
+        """Labels and probabilities of lines ``i, i + 1, ...`` from their ``_line_sums``: the
+        closing ``</s>`` added, the mean of the rows, the output layer."""
+        B = S.shape[1]
         S[:, trailing] += self._eos_entry[:, None]
         cnt = S[self.dim]
         ok = np.flatnonzero(cnt > 0)
@@ -899,8 +949,8 @@ class FastLid:
             lab, p = self._output(hidden)
         names = self.labels + [""]  # -1: no prediction
         if ok.size == B:
-            labels[i:j] = [names[k] for k in lab.tolist()]
-            probs[i:j] = p
+            labels[i:i + B] = [names[k] for k in lab.tolist()]
+            probs[i:i + B] = p
         else:
             for d, k in zip(ok.tolist(), lab.tolist()):
                 labels[i + d] = names[k]
@@ -976,10 +1026,17 @@ class FastLid:
 
     @staticmethod
     def _dot(W: np.ndarray, H: np.ndarray) -> np.ndarray:
-        """DenseMatrix::dotRow of every row of ``W`` with every column of ``H`` (dim x B), as
-        float32 sums of float32 products like fastText's (maybe in another order). einsum, not
-        ``@``: a BLAS call would start threads for this small product."""
-        return np.einsum("ij,jk->ik", W, H)
+        """DenseMatrix::dotRow of every row of ``W`` with every column of ``H`` (dim x B): float32
+        products added in float32 in dotRow's order (j = 0, 1, ..., dim - 1), one element-wise
+        pass per j. Each output depends on its own row and column only, so a document gets the
+        same bits whatever else is in its batch (einsum's and BLAS's summation order change with
+        the batch's shape: --batch-docs 1 moved lang_score by ~1e-7)."""
+        out = np.multiply(W[:, :1], H[:1], dtype=np.float32)
+        term = np.empty_like(out)
+        for j in range(1, W.shape[1]):
+            np.multiply(W[:, j: j + 1], H[j: j + 1], out=term)
+            out += term
+        return out
 
     def _hs_best(self, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The leaf HierarchicalSoftmaxLoss::dfs(k=1, threshold=0) returns, per column.

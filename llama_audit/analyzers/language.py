@@ -123,17 +123,19 @@ class LanguageAnalyzer(Analyzer):
         idx = [i for i, t in enumerate(texts) if t and not t.isspace()]
         if not idx:
             return labels, scores
-        # fastText reads one line; its own tokenizer already treats \r \t \v \f as spaces
-        lines = [texts[i].replace("\n", " ") for i in idx]
+        # fastText reads one line; its own tokenizer already treats \r \t \v \f as spaces.
+        # FastLid replaces the newlines itself, a bounded piece at a time (a 200 MB document is
+        # never copied whole); the binding gets the replaced lines.
         threshold = self.options.threshold
         if self._fast is not None:
-            fast_labels, fast_probs = self._fast.predict(lines)
+            fast_labels, fast_probs = self._fast.predict([texts[i] for i in idx], newlines_as_spaces=True)
             probs = np.minimum(fast_probs, 1.0)
             scores[idx] = probs
             for j, i in enumerate(idx):
                 if fast_labels[j] and probs[j] >= threshold:
                     labels[i] = fast_labels[j]
             return labels, scores
+        lines = [texts[i].replace("\n", " ") for i in idx]
         pred_labels, pred_probs = self._model.predict(lines, k=1, threshold=0.0)
         for j, i in enumerate(idx):
             if not pred_labels[j]:

@@ -39,10 +39,20 @@ def available_names() -> dict[str, str]:
     return names
 
 
+def unknown_analyzer(name: str, names: Sequence[str]) -> str:
+    """The error for a name that is no analyzer: the closest known name first (a typo or a
+    singular, ``pronoun`` for ``pronouns``), then all of them."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), list(names), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown analyzer {name!r}{hint} (known: {', '.join(names)})"
+
+
 def load_class(name: str) -> type[Analyzer]:
     names = available_names()
     if name not in names:
-        raise ConfigError(f"unknown analyzer {name!r}; known: {', '.join(names)}")
+        raise ConfigError(unknown_analyzer(name, names))
     module_name, _, attr = names[name].partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)

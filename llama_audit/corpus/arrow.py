@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -81,13 +81,19 @@ class HfArrow(Format):
     description = "Arrow (.arrow) and directories written by datasets' save_to_disk"
 
     def read(self, shard: Shard, spec: ReadSpec) -> Iterator[Item]:
-        return _items(shard, _Ipc(shard), SpecPaths(spec), spec.batch_docs, spec.batch_bytes)
+        ipc = _Ipc(shard)
+        paths = SpecPaths(spec)
+        absent = paths.text.absent_from(ipc.reader.schema)
+        if absent is not None:  # every record batch of an IPC file or stream has this schema
+            ipc.close()
+            raise ShardUnreadable(f"{shard.path}: {absent}")
+        return _items(shard, ipc, paths, spec.batch_docs, spec.batch_bytes)
 
     def records(self, shard: Shard) -> Iterator[tuple[int, dict]]:
         return _records(_Ipc(shard))
 
     def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
-                text_field: str) -> None:
+                text_field: str, field_redactions: Mapping[str, Redactions] | None = None) -> None:
         ipc = _Ipc(shard)
         text = FieldPath(text_field)
         new_writer = pa.ipc.new_file if ipc.is_file else pa.ipc.new_stream
@@ -96,7 +102,7 @@ class HfArrow(Format):
                     new_writer(sink, ipc.reader.schema) as writer:
                 for _, row0, rb, _ in ipc.batches():
                     if isinstance(rb, pa.RecordBatch):  # the rows after a break were bad records
-                        writer.write_batch(columnar.rewrite_batch(rb, row0, keep, redactions, text))
+                        writer.write_batch(columnar.rewrite_batch(rb, row0, keep, redactions, text, field_redactions))
         finally:
             ipc.close()
 

@@ -3,7 +3,7 @@ and the keep / redact step of rewriting one record batch."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -145,11 +145,13 @@ def _redact_values(values: pa.Array, row0: int, redactions: Redactions) -> pa.Ar
 
 
 def rewrite_batch(rb: pa.RecordBatch, row0: int, keep: np.ndarray, redactions: Redactions,
-                  text: FieldPath) -> pa.RecordBatch:
-    """The rows of one record batch that ``keep`` keeps, texts at ``text`` redacted, schema unchanged."""
+                  text: FieldPath, field_redactions: Mapping[str, Redactions] | None = None) -> pa.RecordBatch:
+    """The rows of one record batch that ``keep`` keeps, texts at ``text`` redacted (and the
+    string values at the paths of ``field_redactions``), schema unchanged."""
     n = rb.num_rows
-    if any(row0 <= r < row0 + n for r in redactions):
-        rb = text.replace(rb, lambda values: _redact_values(values, row0, redactions))
+    for path, per_row in [(text, redactions)] + [(FieldPath(p), r) for p, r in sorted((field_redactions or {}).items())]:
+        if any(row0 <= r < row0 + n for r in per_row):
+            rb = path.replace(rb, lambda values, per_row=per_row: _redact_values(values, row0, per_row))
     mask = np.zeros(n, dtype=bool)
     upto = min(len(keep), row0 + n)
     if upto > row0:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
 import os
 import re
 import sys
+from collections import Counter
 from typing import Callable, Iterator, Sequence
 
-from .records import Shard, UnsupportedFormat
+from ..types import ConfigError
+from .records import Shard, UnsupportedFormat, unsafe_rel
 from .registry import SUFFIXES, SUPPORTED_FORMATS_TEXT
 
 _HF_STATE = "state.json"
 _HF_INFO = "dataset_info.json"
 _HF_DICT = "dataset_dict.json"
 _MAX_KEY_REL = 160  # characters of the sanitized rel kept in a key (file names max out at 255 bytes)
+#: folders llama-audit keeps its own bookkeeping in inside a corpus it wrote (filter's CLEAN)
+_OWN_DIRS = ("_llama_audit", ".filter")
+#: filter's files at the top of CLEAN; bookkeeping only where an _OWN_DIRS folder sits next to them
+_OWN_FILES = ("filter_log.parquet", "filter_manifest.json")
+#: control characters and the bytes of a file name that are not UTF-8 (decoded as surrogates)
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
 
 
 def _default_warn(message: str) -> None:
@@ -55,10 +64,24 @@ def make_shard(path: str, root: str | None = None, fmt: str | None = None) -> Sh
         fmt = detect_format(os.path.basename(path))
         if fmt is None:
             raise UnsupportedFormat(_unsupported_message(path))
+    native = os.path.relpath(path, root)
+    if native == os.curdir or native == os.pardir or native.startswith(os.pardir + os.sep) or os.path.isabs(native):
+        raise ValueError(f"{path} is not under its root {root}")
+    rel = printable_name(native.replace(os.sep, "/"))
+    why = unsafe_rel(rel)
+    if why is not None:  # cannot happen for a normalised path under root; checked where names are made
+        raise ValueError(f"{path}: shard name {rel!r} is unsafe ({why})")
     st = os.stat(path)
-    rel = os.path.relpath(path, root).replace(os.sep, "/")
     return Shard(path=path, root=root, rel=rel, format=fmt, size=st.st_size,
                  mtime_ns=st.st_mtime_ns, key=shard_key(rel, path))
+
+
+def printable_name(rel: str) -> str:
+    """``rel`` with control characters and bytes that are not UTF-8 written as ``%XX``: the shard
+    name goes into Parquet, JSON, logs and terminals, and names files under CLEAN."""
+    if not _UNPRINTABLE.search(rel):
+        return rel
+    return _UNPRINTABLE.sub(lambda m: "%{:02X}".format(ord(m.group()) & 0xFF), rel)
 
 
 def _unsupported_message(path: str) -> str:
@@ -69,6 +92,17 @@ def _unsupported_message(path: str) -> str:
 def _ignored_name(name: str) -> bool:
     """Files skipped silently inside directories: hidden, Hadoop/Spark markers, checksums."""
     return name.startswith((".", "_")) or name.lower().endswith(".crc")
+
+
+def _is_scan_out(d: str) -> bool:
+    """A scan's OUT (config.json, annotations/, done/): its Parquet and JSON files are no corpus."""
+    return (os.path.isfile(os.path.join(d, "config.json")) and os.path.isdir(os.path.join(d, "annotations"))
+            and os.path.isdir(os.path.join(d, "done")))
+
+
+def _own_file(dirpath: str, name: str) -> bool:
+    """filter's log and manifest at the top of a CLEAN (known by the bookkeeping folder next to them)."""
+    return name in _OWN_FILES and any(os.path.isdir(os.path.join(dirpath, d)) for d in _OWN_DIRS)
 
 
 def _is_hf_dataset(d: str) -> bool:
@@ -92,7 +126,11 @@ def _hf_dataset_files(d: str, warn: Callable[[str], None]) -> list[str]:
         names = sorted(n for n in os.listdir(d) if n.startswith("data-") and n.endswith(".arrow"))
         warn(f"{d}: cannot read the file list in {_HF_STATE} ({type(e).__name__}); "
              f"using its data-*.arrow files ({len(names)})")
-    return [os.path.join(d, n) for n in names]
+    plain = [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and os.path.basename(n) == n]
+    if len(plain) < len(names):
+        warn(f"{d}: {len(names) - len(plain)} file name(s) in {_HF_STATE} are not plain names in the "
+             f"dataset folder; skipped")
+    return [os.path.join(d, n) for n in plain]
 
 
 def _hf_dict_files(d: str, warn: Callable[[str], None]) -> list[str]:
@@ -135,16 +173,19 @@ def _walk(d: str, warn: Callable[[str], None]) -> Iterator[tuple[str, str | None
         seen.add(real)
         keep = []
         for name in sorted(dirnames):
-            if name.startswith("."):
+            if name.startswith(".") or name in _OWN_DIRS:
                 continue
             sub = os.path.join(dirpath, name)
+            if _is_scan_out(sub):
+                warn(f"skipping {sub}: a llama-audit scan output (OUT), not corpus files")
+                continue
             if _is_hf_dict(sub) or _is_hf_dataset(sub):
                 yield from _walk(sub, warn)
             else:
                 keep.append(name)
         dirnames[:] = keep
         for name in sorted(filenames):
-            if not _ignored_name(name):
+            if not _ignored_name(name) and not _own_file(dirpath, name):
                 yield os.path.join(dirpath, name), None
 
 
@@ -188,10 +229,15 @@ def discover(
         if os.path.exists(expanded):
             matches, root, explicit = [expanded], None, True
         elif glob.has_magic(expanded):
-            matches = sorted(glob.glob(expanded, recursive=True))
-            if not matches:
+            found = sorted(glob.glob(expanded, recursive=True))
+            if not found:
                 raise FileNotFoundError(f"no files match {arg!r}")
-            root, explicit = _glob_base(expanded), False
+            base = _glob_base(expanded)
+            own: dict[str, bool] = {}
+            matches = [m for m in (_resolved_match(f) for f in found) if not _in_own_dir(m, base, own)]
+            # a pattern may climb out of its base ('x/*/../../y/*.jsonl'): the root is then the
+            # nearest folder above everything it matched, so that no shard name holds '..'
+            root, explicit = os.path.commonpath([base, *matches]) if matches else base, False
         else:
             raise FileNotFoundError(f"no such file or directory: {arg}")
         before = len(candidates)
@@ -205,7 +251,7 @@ def discover(
                 froot = root if root is not None else os.path.dirname(m)
                 if not explicit:
                     name = os.path.basename(m)
-                    if _ignored_name(name):
+                    if _ignored_name(name) or _own_file(os.path.dirname(m), name):
                         continue
                     if _in_hf_dir(m):
                         # a glob reached into a saved dataset: take its data files only
@@ -238,4 +284,56 @@ def discover(
         if real not in seen:
             seen.add(real)
             out.append(s)
-    return out
+    return _unique_names(out)
+
+
+def _unique_names(shards: list[Shard]) -> list[Shard]:
+    """Shards whose names (rel) are unique: CLEAN is laid out by name, and the ``shard`` column
+    tells documents apart by it. When two inputs hold files of the same name ('a/part-0.jsonl'
+    and 'b/part-0.jsonl' given as 'a b'), every shard is named from the folder above all inputs
+    instead ('a/part-0.jsonl', 'b/part-0.jsonl'); otherwise names stay relative to their own input."""
+    if len({s.rel for s in shards}) == len(shards):
+        return shards
+    common = os.path.commonpath([s.root for s in shards])
+    renamed = []
+    for s in shards:
+        rel = printable_name(os.path.relpath(s.path, common).replace(os.sep, "/"))
+        renamed.append(dataclasses.replace(s, root=common, rel=rel, key=shard_key(rel, s.path)))
+    renamed.sort(key=lambda s: (s.root, s.rel, s.path))
+    clashes = [rel for rel, n in Counter(s.rel for s in renamed).items() if n > 1]
+    if clashes:  # only names that differ in control characters written as %XX
+        paths = [s.path for s in renamed if s.rel == clashes[0]]
+        raise ConfigError(f"{len(paths)} input files would share the shard name {clashes[0]!r} "
+                          f"({', '.join(repr(p) for p in paths[:2])}); rename one of them")
+    return renamed
+
+
+def _resolved_match(m: str) -> str:
+    """A glob match as an absolute path. A match through '..' is resolved as the file system
+    does (a '..' after a symlink leads to the link target's parent, not back up the pattern)."""
+    lexical = os.path.abspath(m)
+    if os.pardir not in m.split(os.sep):
+        return lexical
+    physical = os.path.realpath(m)
+    try:
+        return lexical if os.path.samefile(lexical, physical) else physical
+    except OSError:
+        return physical
+
+
+def _in_own_dir(path: str, base: str, known: dict[str, bool]) -> bool:
+    """Whether a glob match lies in (or is) llama-audit's bookkeeping below the pattern's base:
+    filter's _llama_audit/ or .filter/, or a scan's OUT ('CLEAN/**' must not read them).
+    ``known`` caches the answer per folder across the matches of one pattern."""
+    rel = os.path.relpath(path, base)
+    if rel == os.curdir or rel.startswith(os.pardir):
+        return False
+    d = base
+    for part in rel.split(os.sep):
+        d = os.path.join(d, part)
+        own = known.get(d)
+        if own is None:
+            own = known[d] = part in _OWN_DIRS or (os.path.isdir(d) and _is_scan_out(d))
+        if own:
+            return True
+    return False

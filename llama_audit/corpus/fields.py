@@ -19,10 +19,21 @@ import pyarrow.compute as pc
 from .records import ReadSpec
 
 _LISTED = 8  # names shown when a column or struct field is missing
+_NAME_CHARS = 40  # characters of one listed name (a name is schema, but may be long)
 
 
 def _listing(names: Sequence[str]) -> str:
-    return ", ".join(repr(c) for c in names[:_LISTED]) + (", ..." if len(names) > _LISTED else "")
+    """Up to _LISTED names, quoted with repr (control characters escaped), each cut to _NAME_CHARS."""
+    shown = [repr(c if len(c) <= _NAME_CHARS else c[:_NAME_CHARS] + "~") for c in list(names)[:_LISTED]]
+    return ", ".join(shown) + (", ..." if len(names) > _LISTED else "")
+
+
+def absent_everywhere(path: str, names: Sequence[str], detail: str = "") -> str:
+    """The one-line reason a shard fails when no record has the text field at ``path``: names the
+    top-level fields that do exist (names only, never values: values may hold personal data), so
+    that a mistyped --text-field is found from the error alone."""
+    more = f"; {detail}" if detail else ""
+    return f"no record has field {path!r} (fields seen: {_listing(names) or 'none'}{more}; is --text-field right?)"
 
 
 def id_text(v: object) -> str:
@@ -104,6 +115,16 @@ class FieldPath:
             children.append(index)
             dtype = dtype.field(index).type
         return self.parts[0], tuple(children)
+
+    def absent_from(self, schema: pa.Schema) -> str | None:
+        """The shard-level error when ``schema`` (a columnar file's, the same for all its rows)
+        has no such path, or None when it has."""
+        found = self._resolve(schema)
+        if not isinstance(found, str):
+            return None
+        if self.path in schema.names or not self.nested or self.parts[0] not in schema.names:
+            return absent_everywhere(self.path, schema.names)
+        return absent_everywhere(self.path, schema.names, found)  # found: where below the top it stops
 
     def missing_in(self, schema: pa.Schema) -> str | None:
         """Why this path is not in ``schema`` (one line naming the path), or None when it is."""

@@ -6,9 +6,10 @@ is re-serialised with the stdlib parser (big integers stay exact) and its fields
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import orjson
@@ -16,11 +17,12 @@ import orjson
 from ..store import atomic_output
 from ..types import DocBatch
 from .base import Format, Redactions, kept
-from .fields import FieldPath, SpecPaths, id_text
+from .fields import FieldPath, SpecPaths, absent_everywhere, id_text
 from .records import BadRecord, Item, ReadSpec, Shard, ShardUnreadable
 from .streams import BOM, GZIP_MAGIC, ZSTD_MAGIC, ByteSource, StreamEnd, line_blocks, open_stream, open_writer
 
 _SNIFF = 1 << 16  # bytes of the first block examined to recognise a whole JSON document
+_NAMES_KEPT = 8  # top-level field names kept for the "no record has the text field" error
 
 
 def _json_type(v: object) -> str:
@@ -56,8 +58,7 @@ def _json_line_bad(row: int, lineno: int, line: bytes, e: orjson.JSONDecodeError
     return BadRecord(row, "malformed_json", f"line {lineno}: {e.msg} at column {e.colno}")
 
 
-def _text_bad(row: int, lineno: int, obj: dict, text: FieldPath) -> BadRecord:
-    found = text.find(obj)
+def _text_bad(row: int, lineno: int, obj: dict, text: FieldPath, found: tuple[dict, str] | None) -> BadRecord:
     value = None if found is None else found[0][found[1]]
     if value is None:
         what = "is missing" if found is None else "is null"
@@ -139,20 +140,27 @@ class JsonLines(Format):
         return _lines(src, blocks)
 
     def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
-                text_field: str) -> None:
-        text = FieldPath(text_field)
+                text_field: str, field_redactions: Mapping[str, Redactions] | None = None) -> None:
+        """See :meth:`Format.rewrite`; ``field_redactions`` (field path -> row -> function) redacts
+        string values at other field paths too (``scan --pii-fields``)."""
+        paths = [(FieldPath(text_field), redactions)]
+        paths += [(FieldPath(p), r) for p, r in sorted((field_redactions or {}).items())]
         lines = self.records(shard)
         with atomic_output(dest) as tmp, open_writer(tmp, shard.format) as f:
             for row, line in lines:
                 if not kept(keep, row):
                     continue
-                redact = redactions.get(row)
-                if redact is not None:
+                todo = [(path, r[row]) for path, r in paths if row in r]
+                if todo:
                     obj = json.loads(line)  # the stdlib parser keeps big integers exact; field order is kept
-                    found = text.find(obj)
-                    if found is not None and type(found[0][found[1]]) is str:
-                        holder, key = found
-                        holder[key] = redact(holder[key])
+                    changed = False
+                    for path, redact in todo:
+                        found = path.find(obj)
+                        if found is not None and type(found[0][found[1]]) is str:
+                            holder, key = found
+                            holder[key] = redact(holder[key])
+                            changed = True
+                    if changed:
                         line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
                 f.write(line)
                 f.write(b"\n")
@@ -200,6 +208,11 @@ def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: 
     nbytes = 0
     row = 0  # record index: non-blank lines seen so far
     blanks = 0  # blank lines seen so far (line number = row + blanks + 1)
+    # a text field that no record has is one shard error, not a bad record per line: counted
+    # off the hot path (only records without a string text get here)
+    absent = 0  # objects without the text field at all
+    no_object = 0  # records that are no JSON object (malformed, or another JSON value)
+    names: dict[str, None] = {}  # top-level field names of those objects (names only), for the error
 
     try:
         for lines in blocks:
@@ -211,6 +224,7 @@ def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: 
                         blanks += 1
                         continue
                     bad.append(_json_line_bad(row, row + blanks + 1, line, e))
+                    no_object += 1
                 else:
                     if type(obj) is dict:
                         text = obj.get(tf)
@@ -244,8 +258,15 @@ def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: 
                                 rows, ids, texts, bad, nbytes = [], [], [], [], 0
                                 values = [[] for _ in extra]
                             continue
-                        bad.append(_text_bad(row, row + blanks + 1, obj, text_path))
+                        found = text_path.find(obj)
+                        if found is None:
+                            absent += 1
+                            if len(names) <= _NAMES_KEPT:
+                                for name in itertools.islice(obj, _NAMES_KEPT + 1):
+                                    names[name] = None
+                        bad.append(_text_bad(row, row + blanks + 1, obj, text_path, found))
                     else:
+                        no_object += 1
                         bad.append(BadRecord(row, "not_an_object",
                                              f"line {row + blanks + 1}: the record is {_json_type(obj)}, not an object"))
                 row += 1
@@ -257,6 +278,9 @@ def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: 
         bad.append(BadRecord(row, e.reason, f"after line {row + blanks}: {e.detail}"))
     finally:
         src.close()
+    if absent and absent + no_object == row:  # objects, none with the field: no document, none bad for another cause
+        raise ShardUnreadable(f"{shard.path}: {absent_everywhere(text_path.path, list(names))}")
+    lines = line = obj = text = None  # noqa: F841 - a huge last record's bytes and object are not kept during analysis
     yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
 
 

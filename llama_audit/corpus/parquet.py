@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -61,13 +61,18 @@ class Parquet(Format):
 
     def read(self, shard: Shard, spec: ReadSpec) -> Iterator[Item]:
         pf, schema = _open(shard)
-        return _items(shard, pf, schema, SpecPaths(spec), spec.batch_docs, spec.batch_bytes)
+        paths = SpecPaths(spec)
+        absent = paths.text.absent_from(schema)
+        if absent is not None:  # the schema holds for every row: no record can have it
+            pf.close()
+            raise ShardUnreadable(f"{shard.path}: {absent}")
+        return _items(shard, pf, schema, paths, spec.batch_docs, spec.batch_bytes)
 
     def records(self, shard: Shard) -> Iterator[tuple[int, dict]]:
         return _records(_open(shard)[0])
 
     def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
-                text_field: str) -> None:
+                text_field: str, field_redactions: Mapping[str, Redactions] | None = None) -> None:
         pf, schema = _open(shard)
         text = FieldPath(text_field)
         try:
@@ -75,7 +80,7 @@ class Parquet(Format):
                 with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:
                     for _, row0, rb, _ in _row_groups(pf, None, _ROWS_PER_BATCH):
                         if isinstance(rb, pa.RecordBatch):  # rows of a broken row group were bad records
-                            writer.write_batch(columnar.rewrite_batch(rb, row0, keep, redactions, text))
+                            writer.write_batch(columnar.rewrite_batch(rb, row0, keep, redactions, text, field_redactions))
         finally:
             pf.close()
 
@@ -95,12 +100,7 @@ def _items(shard: Shard, pf: pq.ParquetFile, schema: pa.Schema, paths: SpecPaths
     total = max(num_rows, 1)
     size = shard.size
     try:
-        missing = paths.text.missing_in(schema)
-        if missing is not None:
-            for chunk in columnar.bad_range(0, num_rows, "missing_text", missing, batch_docs):
-                yield None, chunk, size * (chunk[-1].row + 1) // total
-            return
-        columns = paths.top_columns(schema.names)
+        columns = paths.top_columns(schema.names)  # read() checked the text path is in the schema
         for rg, row0, rb, stop in _row_groups(pf, columns, batch_docs):
             if isinstance(rb, pa.RecordBatch):
                 batches, bad = columnar.to_docs(rb, row0, shard.rel, paths, batch_docs, batch_bytes,

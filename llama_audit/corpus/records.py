@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Optional
 
-from ..types import DocBatch
+from ..types import ConfigError, DocBatch
 
 #: Why a record was not read as a document (:attr:`BadRecord.reason`).
 BAD_REASONS: tuple[str, ...] = (
@@ -19,6 +20,34 @@ BAD_REASONS: tuple[str, ...] = (
     "truncated_stream",  # a .gz/.zst/.arrow stream ends early; the rest of the shard is lost
     "read_error",  # I/O error or corrupt data mid-file; the rest of the shard (row group) is lost
 )
+
+
+_CONTROL_OR_UNDECODABLE = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
+#: what :func:`~llama_audit.corpus.shard_key` produces: a file name with no path and no leading dot
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,254}")
+
+
+def unsafe_rel(rel: object) -> str | None:
+    """Why ``rel`` is not a safe shard name (a relative posix path that stays under its root, with
+    printable, UTF-8-encodable characters), or None when it is one. Output files under OUT and
+    CLEAN are named from it, so a name that could climb out of them is refused wherever one is
+    built or read back."""
+    if not isinstance(rel, str) or not rel:
+        return "it is empty"
+    if rel.startswith("/"):
+        return "it is absolute"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "it has an empty, '.' or '..' part"
+    if _CONTROL_OR_UNDECODABLE.search(rel):
+        return "it has control characters or undecodable bytes"
+    return None
+
+
+def unsafe_key(key: object) -> str | None:
+    """Why ``key`` is not a safe output file name (one name, no path, no leading dot), or None."""
+    if not isinstance(key, str) or not _SAFE_KEY.fullmatch(key):
+        return "it is not one plain file name"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +71,20 @@ class Shard:
     def from_record(cls, record: dict[str, Any]) -> "Shard":
         """The shard of a :meth:`to_record` dict, or of a manifest entry. Manifest entries carry no
         ``root``: it is then the path with ``rel`` taken off its end (or the file's directory)."""
-        path, rel = record["path"], record["shard"]
+        path, rel, key = record["path"], record["shard"], record["key"]
+        # a manifest is a file a person can edit: its names must not lead a write out of OUT/CLEAN
+        why = unsafe_rel(rel)
+        if why is not None:
+            raise ConfigError(f"manifest entry for {path!r}: shard name {rel!r} is unsafe ({why})")
+        why = unsafe_key(key)
+        if why is not None:
+            raise ConfigError(f"manifest entry for {path!r}: key {key!r} is unsafe ({why})")
         root = record.get("root")
         if root is None:
             suffix = "/" + rel
             root = path[:-len(suffix)] if path.endswith(suffix) else os.path.dirname(path)
         return cls(path=path, root=root, rel=rel, format=record["format"], size=record["size"],
-                   mtime_ns=record["mtime_ns"], key=record["key"])
+                   mtime_ns=record["mtime_ns"], key=key)
 
 
 @dataclasses.dataclass(frozen=True)

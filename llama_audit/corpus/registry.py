@@ -34,9 +34,12 @@ def format_for(name: str) -> Format:
 def read_shard(shard: Shard, spec: ReadSpec = ReadSpec()) -> Iterator[Item]:
     """Stream ``shard`` as ``(batch | None, bad_records_since_last_item, input_bytes_consumed)``.
 
-    The file is opened when this is called: ShardUnreadable is raised here, not while iterating.
-    While iterating nothing is raised for bad input; it becomes BadRecords. Every record ends up
-    either in a yielded batch or as a BadRecord, never both, never neither; a stream that ends
+    The file is opened when this is called: ShardUnreadable is raised here, not while iterating,
+    with one exception: JSON lines learn only at the end of the shard that no record has the text
+    field, and raise ShardUnreadable in place of their last item (Parquet and Arrow know it from
+    their schema and raise it here). Otherwise nothing is raised for bad input while iterating; it
+    becomes BadRecords. Every record ends up either in a yielded batch or as a BadRecord, never
+    both, never neither; a stream that ends
     early (truncated ``.gz``/``.zst``/``.arrow``, an I/O error) is one bad record at the next row
     and ends the shard. Memory is bounded by the batch limits of ``spec`` (and, for Parquet, by
     one row group's columns), except for plain text, whose whole file is one document. The last

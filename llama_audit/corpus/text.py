@@ -96,8 +96,9 @@ def _items(shard: Shard, src: ByteSource, chunks: Iterator[bytes], fields: tuple
         yield None, [bad], src.pos
         return
     rel = shard.rel
-    yield (DocBatch(rel, np.zeros(1, dtype=np.int64), [f"{rel}:0"], ["".join(parts)], {p: [None] for p in fields}),
-           [], src.pos)
+    text = "".join(parts)
+    parts.clear()  # the decoded pieces are not kept beside the document during analysis
+    yield (DocBatch(rel, np.zeros(1, dtype=np.int64), [f"{rel}:0"], [text], {p: [None] for p in fields}), [], src.pos)
 
 
 FORMAT = PlainText()

@@ -10,6 +10,9 @@ imported only here.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from typing import Iterator, Sequence
 
 from llama_audit.corpus import Shard
@@ -35,6 +38,24 @@ def scan_task(shard: Shard, plan: ScanPlan) -> ShardOutcome | tuple[str, str]:
         return ("strict", str(exc))
 
 
+@contextlib.contextmanager
+def _keep_stop_handlers() -> Iterator[None]:
+    """``ray.init`` replaces the SIGTERM handler with its own ``sys.exit``; put back the one this
+    process had, so SIGTERM stops a Ray scan as Ctrl-C does (:mod:`llama_audit.signals`): the
+    pending tasks are cancelled, the local Ray this run started is shut down, the manifest is
+    written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
 class RayExecutor:
     name = "ray"
 
@@ -57,11 +78,17 @@ class RayExecutor:
                 kwargs["address"] = self.address
             elif self.num_cpus:
                 kwargs["num_cpus"] = self.num_cpus
-            ray.init(**kwargs)
-        task = ray.remote(num_cpus=1, num_gpus=plan.gpus_per_worker, max_retries=1)(scan_task)
-        size = {s.key: s.size for s in shards}
-        pending = [task.remote(s, plan) for s in shards]
+            with _keep_stop_handlers():
+                try:
+                    ray.init(**kwargs)
+                except BaseException:  # interrupted while Ray starts: stop what it started
+                    ray.shutdown()
+                    raise
+        pending = []
         try:
+            task = ray.remote(num_cpus=1, num_gpus=plan.gpus_per_worker, max_retries=1)(scan_task)
+            size = {s.key: s.size for s in shards}
+            pending = [task.remote(s, plan) for s in shards]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 outcome = ray.get(done[0])
@@ -70,8 +97,9 @@ class RayExecutor:
                 if progress is not None and outcome.status == "done":
                     progress(outcome.record["documents"], size.get(outcome.key, 0))
                 yield outcome
-        finally:
+        finally:  # interrupted or done: nothing of this run keeps running (the local Ray goes away)
             for ref in pending:
-                ray.cancel(ref)
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
             if started_here:
                 ray.shutdown()

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
-from llama_audit.report.section import CSV_COLUMNS, DisplayTable, ReportContext, report_options_for
+from llama_audit.report.section import CSV_COLUMNS, DisplayTable, ReportContext, printable, report_options_for
 from llama_audit.report.tables import CORPUS, is_skipped, paper_reference, section_owners
 
 CORPUS_CSV_ROWS = ("documents", "bytes", "shards", "bad_records", "in_scope_documents")
@@ -71,26 +71,37 @@ def display_tables(report: dict, **kw: Any) -> list[DisplayTable]:
 
 def render_terminal(report: dict, console, **kw) -> None:
     from rich.table import Table
+    from rich.text import Text
+
+    def literal(x: Any) -> Text:  # lexicon groups, terms, plugin labels: data, never markup or escapes
+        return Text(printable(str(x)))
 
     for t in display_tables(report, **kw):
-        table = Table(title=t.title, title_justify="left", caption=t.note or None, caption_justify="left")
+        table = Table(title=literal(t.title), title_justify="left", caption=literal(t.note) if t.note else None,
+                      caption_justify="left")
         for i, col in enumerate(t.columns):
-            table.add_column(col, justify="left" if i == 0 or col in t.text_columns else "right")
+            table.add_column(literal(col), justify="left" if i == 0 or col in t.text_columns else "right")
         for row in t.rows:
-            table.add_row(*[str(x) for x in row])
+            table.add_row(*[literal(x) for x in row])
         console.print(table)
+
+
+def markdown_text(x: Any) -> str:
+    """A user string (a lexicon group, a term, a plugin's label) as literal markdown: ``|`` cannot
+    split a table cell, ``<`` and ``&`` cannot open HTML in a viewer, a control character is shown."""
+    return printable(str(x)).replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
 
 
 def render_markdown(report: dict, **kw) -> str:
     parts = []
     for t in display_tables(report, **kw):
-        parts.append(f"### {t.title}\n")
-        parts.append("| " + " | ".join(c or " " for c in t.columns) + " |")
+        parts.append(f"### {markdown_text(t.title)}\n")
+        parts.append("| " + " | ".join(markdown_text(c) or " " for c in t.columns) + " |")
         parts.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(t.columns))) + "|")
         for row in t.rows:
-            parts.append("| " + " | ".join(str(x).replace("|", "\\|") for x in row) + " |")
+            parts.append("| " + " | ".join(markdown_text(x) for x in row) + " |")
         if t.note:
-            parts.append(f"\n_{t.note}_")
+            parts.append(f"\n_{markdown_text(t.note)}_")
         parts.append("")
     return "\n".join(parts)
 
@@ -117,7 +128,10 @@ def render_json(report: dict) -> str:
 
 def render_html(report: dict, **kw) -> str:
     """One self-contained HTML page (no scripts, no external assets)."""
-    from html import escape
+    from html import escape as escape_html
+
+    def escape(x: str) -> str:  # user strings: markup-free and with control characters shown
+        return escape_html(printable(x))
 
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>llama-audit report</title><style>",
              "body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:1em 0}",

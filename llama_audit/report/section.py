@@ -13,6 +13,7 @@ This module imports no analyzer, no registry and no renderer: analyzers import i
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Mapping
 
 from llama_audit.analyzers.options import AnalyzerOptions, build
@@ -31,6 +32,16 @@ def pct(part: float, whole: float) -> float:
 def two_decimals(x: float | None) -> str:
     """A percentage as the tables print it; an empty cell when there is no number."""
     return "" if x is None else f"{x:.2f}"
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (a terminal escape in a group name or a file name,
+    a newline that would split a table row) shown as ``\\xNN``: user strings reach terminals and
+    documents, where they must be seen, not obeyed. Tabs stay."""
+    return _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @dataclasses.dataclass

@@ -31,9 +31,14 @@ def paper_reference() -> dict:
 
 
 def load_counts(out: OutDir) -> tuple[dict[str, Counter], dict]:
-    """Summary counts (or, while shards are pending, the sum of the finished shards) + manifest."""
-    manifest = out.read_manifest()
-    if manifest["summary"]["complete"] and out.summary_path().is_file():
+    """Counts + the manifest as the disk says it is now (:func:`llama_audit.manifest.current`:
+    shard states derived afresh from the plan and the done markers, so a killed scan or an
+    unmerged slice is never reported complete). The summary is used while it matches the done
+    markers it was merged from; otherwise the finished shards' partials are summed."""
+    from llama_audit.manifest import current  # report/ reads OUT; the manifest module knows how
+
+    manifest = current(out)
+    if manifest["summary"]["path"] and out.summary_path().is_file():
         table = partials.merge_files([out.summary_path()])
     else:
         done = [e["key"] for e in manifest["shards"] if e["status"] == "done"]
@@ -52,6 +57,10 @@ def corpus_section(c: Counter, manifest: dict) -> dict:
         "bad_records_by_reason": {k.removeprefix(BAD_RECORD_PREFIX): v for k, v in sorted(c.items())
                                   if k.startswith(BAD_RECORD_PREFIX)},
     }
+    failed = [e["shard"] for e in manifest["shards"] if e["status"] == "error"]
+    if failed:  # which shards the numbers leave out (after `merge --allow-failed` too); absent when none
+        section["failed_shards"] = failed
+        section["summary_partial"] = bool(manifest["summary"].get("partial"))
     return section
 
 
@@ -113,5 +122,8 @@ def build_report(out_root: str, report_options: Mapping[str, AnalyzerOptions] | 
 
 
 def require_out(out_root: str) -> None:
-    if not OutDir(out_root).manifest_path.is_file():
+    """OUT must hold a manifest, or a configuration and a plan (a scan killed before it wrote its
+    manifest: reported as partial)."""
+    out = OutDir(out_root)
+    if not out.manifest_path.is_file() and not (out.config_path.is_file() and out.plan_path.is_file()):
         raise ConfigError(f"{out_root}: no manifest.json (run `llama-audit scan ... --out {out_root}` first)")

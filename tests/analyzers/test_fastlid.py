@@ -373,3 +373,26 @@ def test_refuses_what_it_does_not_implement(tmp_path):
     newer.write_bytes(data[:4] + struct.pack("<i", 99) + data[8:])
     with pytest.raises(ValueError, match="version"):
         FastLid(newer)
+
+
+def test_long_lines_read_in_pieces_give_the_whole_line_answer(lid_path):
+    """A line longer than piece_chars is read in whitespace-cut pieces whose row sums are added
+    before the one average (memory bounded by the batch, not the document): the same labels as
+    the line read whole, probabilities within float rounding; a literal </s> in a later piece
+    still ends the line; newlines_as_spaces reads newlines as spaces a piece at a time."""
+    # (a run of piece_chars characters without whitespace would be cut: none here)
+    texts = [t for t in _inputs() if max(map(len, t.split()), default=0) < 1000]
+    lines = [" ".join(texts[k: k + 80]).replace("\n", " ") for k in range(0, len(texts), 40)]
+    lines.append(lines[0] + " </s> " + lines[1])
+    whole_labels, whole_probs = FastLid(lid_path).predict(lines)
+    fl = FastLid(lid_path, batch_chars=2000, piece_chars=2000)
+    assert sum(len(line) > 3 * 2000 for line in lines) >= 5
+    labels, probs = fl.predict(lines)
+    assert labels == whole_labels
+    np.testing.assert_allclose(probs, whole_probs, rtol=0, atol=2e-6)
+    assert probs[-1] == fl.predict([lines[0]])[1][0]  # nothing after the literal </s> is read
+    with_newlines = [t.replace(" ", "\n", 3) for t in lines]
+    with pytest.raises(ValueError):
+        fl.predict(with_newlines)
+    labels_nl, probs_nl = fl.predict(with_newlines, newlines_as_spaces=True)
+    assert labels_nl == labels and np.array_equal(probs_nl, probs)

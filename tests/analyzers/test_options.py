@@ -180,7 +180,7 @@ def test_an_analyzer_takes_typed_options_a_dict_or_nothing():
         option([], "a mutable default")
     # an analyzer's recorded config is JSON (tuples as lists)
     assert to_config(PiiAnalyzer.options_from({"types": "EMAIL_ADDRESS,US_SSN"})) == \
-        {"types": ["EMAIL_ADDRESS", "US_SSN"], "region": "US"}
+        {"types": ["EMAIL_ADDRESS", "US_SSN"], "region": "US", "fields": []}
     assert PiiAnalyzer({"types": "email_address"}).config()["types"] == ["EMAIL_ADDRESS"]
 
 

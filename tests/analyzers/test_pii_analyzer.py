@@ -201,3 +201,34 @@ def test_validators_swallow_value_bearing_errors():
     # ipaddress's ValueError quotes its input; the recognizers never let it out.
     _, cols, _ = run(["999.1.2.3 and 2001::db8::1 and 192.168.01.1"])
     assert cols["pii_count"].to_pylist() == [0]
+
+
+def test_lines_are_produced_lazily_exactly_as_splitlines():
+    """A huge document is split into lines a chunk at a time (bounded memory), with every line
+    break kind of str.splitlines, including a \\r\\n cut between two chunks."""
+    import random
+
+    from llama_audit.analyzers.pii.detector import iter_lines
+
+    rng = random.Random(7)
+    alphabet = "ab \n\r\x0b\x0c\x1c\x85\u2028\u2029é"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 50)))
+        for chunk in (1, 2, 3, 8):
+            assert list(iter_lines(text, chunk)) == text.splitlines(keepends=True), (text, chunk)
+
+
+def test_line_groups_give_the_spans_of_one_pass(monkeypatch):
+    """Stage 3 (line-local recognizers) in bounded groups of lines finds the same spans, at the
+    same document offsets, as the whole document at once."""
+    from llama_audit.analyzers.pii import detector as det
+
+    doc = "".join(f"line {i}: write to user{i}@example.com or call (202) 555-01{i % 90 + 10:02d}\r\n"
+                  for i in range(300))
+    texts = ["nothing here", doc, "x@y.org\nsecond"]
+    whole = det.PiiDetector().detect_batch(texts)
+    monkeypatch.setattr(det, "LINE_GROUP_CHARS", 97)
+    monkeypatch.setattr(det, "_LINE_CHUNK_CHARS", 64)
+    grouped = det.PiiDetector().detect_batch(texts)
+    assert grouped == whole and len(whole[1]) >= 300
+    assert grouped == [det.PiiDetector().detect(t) for t in texts]

@@ -338,17 +338,24 @@ def test_self_test_catches_inverted_label(tiny, tiny_dir, tmp_path):
 # -- finding the model ---------------------------------------------------------------------------
 
 def test_unavailable_reasons(tiny_dir, tmp_path, monkeypatch):
+    from llama_audit.analyzers.base import ConfigError
+
+    def named_error(**kw) -> str:  # a named model that cannot be found is an error, not a reason to skip
+        with pytest.raises(ConfigError) as info:
+            ToxicityAnalyzer.unavailable_reason(typed(**kw))
+        return str(info.value)
+
     assert ToxicityAnalyzer.unavailable_reason(typed(**options(tiny_dir))) is None
     missing = tmp_path / "no-such-model"
-    r = ToxicityAnalyzer.unavailable_reason(typed(model=str(missing), tokenizer=str(tiny_dir)))
+    r = named_error(model=str(missing), tokenizer=str(tiny_dir))
     assert "does not exist" in r and "--toxicity-model" in r and str(missing) in r
-    r = ToxicityAnalyzer.unavailable_reason(typed(model=str(tiny_dir), tokenizer=str(missing)))
+    r = named_error(model=str(tiny_dir), tokenizer=str(missing))
     assert "--toxicity-tokenizer" in r
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text("{}")
-    r = ToxicityAnalyzer.unavailable_reason(typed(model=str(empty), tokenizer=str(tiny_dir)))
-    assert "no weights" in r
+    r = named_error(model=str(empty), tokenizer=str(tiny_dir))
+    assert "no weights" in r and "--toxicity-model" in r
     monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path / "hf-cache"))
     r = ToxicityAnalyzer.unavailable_reason(typed())
     assert "tomh/toxigen_hatebert" in r and "llama-audit models fetch" in r and "--toxicity-model PATH" in r
@@ -377,8 +384,10 @@ def test_cached_hub_id_is_found_offline(tiny_dir, tmp_path, monkeypatch):
                        BatchContext(np.ones(1, dtype=bool), {}))
     assert cols["toxicity_lines"].to_pylist() == [1]
     an.close()
-    r = ToxicityAnalyzer.unavailable_reason(typed(model="org/tiny-tox", revision="v9", tokenizer="org/tiny-tok"))
-    assert "revision v9" in r
+    from llama_audit.analyzers.base import ConfigError
+
+    with pytest.raises(ConfigError, match="revision v9"):
+        ToxicityAnalyzer.unavailable_reason(typed(model="org/tiny-tox", revision="v9", tokenizer="org/tiny-tok"))
 
 
 def test_tokenizer_model_mismatch_is_reported(tiny_dir, tmp_path):
@@ -428,27 +437,37 @@ def test_scan_and_report_with_toxicity_through_the_cli(tiny_dir, tmp_path):
     assert manifest["runs"][-1]["analyzer_stats"]["toxicity"]["lines"] >= 4
 
 
-def test_missing_model_default_scan_skips_explicit_scan_fails(tmp_path):
+def test_default_model_absent_skips_but_a_named_model_that_cannot_load_fails(tmp_path, monkeypatch):
+    """The default model missing from the default analyzer set: skipped with a warning. A model
+    named with --toxicity-model (missing path, empty folder, hub id not in the cache) is asking for
+    toxicity: one line, exit 2, before any shard is read, whether --analyzers names it or not."""
     import json
 
     from click.testing import CliRunner
 
     from llama_audit.cli import command
 
+    monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path / "empty-hub-cache"))
     corpus = tmp_path / "c" / "a.jsonl"
     corpus.parent.mkdir()
     corpus.write_text(json.dumps({"text": "Hello there, general."}) + "\n")
     runner = CliRunner()
     app = command()
-    missing = str(tmp_path / "no-model")
-    res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o1"), "--quiet",
-                              "--toxicity-model", missing])
+    res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o1"), "--quiet"])
     assert res.exit_code == 0 and "skipping analyzer 'toxicity'" in res.stderr
     report = json.loads(runner.invoke(app, ["report", str(tmp_path / "o1"), "--format", "json"]).stdout)
-    assert report["toxicity"]["status"] == "skipped" and missing in report["toxicity"]["reason"]
-    res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(tmp_path / "o2"), "--quiet",
-                              "--analyzers", "toxicity", "--toxicity-model", missing])
-    assert res.exit_code == 2 and "cannot run" in res.stderr and not (tmp_path / "o2").exists()
+    assert report["toxicity"]["status"] == "skipped" and "tomh/toxigen_hatebert" in report["toxicity"]["reason"]
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    for k, named in enumerate([str(tmp_path / "no-model"), str(empty), "org/not-fetched"]):
+        for analyzers in ([], ["--analyzers", "toxicity"]):
+            out = tmp_path / f"o-{k}-{len(analyzers)}"
+            res = runner.invoke(app, ["scan", str(corpus.parent), "--out", str(out), "--quiet", *analyzers,
+                                      "--toxicity-model", named])
+            assert res.exit_code == 2, res.output
+            assert "--toxicity-model" in res.stderr and named in res.stderr
+            assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output
+            assert not out.exists()  # refused before the OUT was prepared or any shard read
 
 
 @pytest.mark.parametrize("broken", ["weights", "config", "tokenizer"])

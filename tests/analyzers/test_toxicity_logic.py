@@ -200,12 +200,60 @@ def test_unavailable_when_torch_missing(monkeypatch):
     assert "torch" in reason and "pip install 'llama-audit[toxicity]'" in reason and "\n" not in reason
 
 
+@pytest.fixture
+def no_models_cached(tmp_path, monkeypatch):
+    """Extras present, an empty Hugging Face cache: whether the model can be found is all that counts."""
+    from llama_audit.analyzers.toxicity import model as tm
+
+    monkeypatch.setattr(tm, "missing_extras", lambda: [])
+    monkeypatch.setattr(tm, "hub_cache_dir", lambda: str(tmp_path / "hub"))
+    return tm
+
+
+@pytest.mark.parametrize("named", ["missing-dir", "empty-dir", "org/not-fetched", "bad id!"])
+@pytest.mark.parametrize("key", ["model", "tokenizer"])
+def test_a_named_model_that_cannot_be_found_is_a_config_error(no_models_cached, tmp_path, named, key):
+    from llama_audit.analyzers.base import ConfigError
+
+    spec = {"missing-dir": str(tmp_path / "nope"), "empty-dir": str(tmp_path)}.get(named, named)
+    options = ToxicityAnalyzer.options_from({key: spec})
+    with pytest.raises(ConfigError, match=f"--toxicity-{key}") as info:
+        ToxicityAnalyzer.unavailable_reason(options)
+    assert spec in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_named_revision_that_is_not_cached_is_a_config_error(no_models_cached):
+    from llama_audit.analyzers.base import ConfigError
+
+    with pytest.raises(ConfigError, match="revision v9"):
+        ToxicityAnalyzer.unavailable_reason(ToxicityAnalyzer.options_from({"revision": "v9"}))
+
+
+def test_the_default_model_missing_is_a_reason_to_skip(no_models_cached):
+    reason = ToxicityAnalyzer.unavailable_reason(ToxicityAnalyzer.options_from({"sample": 0.1}))
+    assert "tomh/toxigen_hatebert" in reason and "llama-audit models fetch" in reason
+
+
+def test_a_named_model_without_the_extra_is_a_config_error(monkeypatch, tmp_path):
+    from llama_audit.analyzers.base import ConfigError
+    from llama_audit.analyzers.toxicity import model as tm
+
+    monkeypatch.setattr(tm, "missing_extras", lambda: ["torch"])
+    assert "pip install" in ToxicityAnalyzer.unavailable_reason(ToxicityAnalyzer.options_from())  # default: skip
+    with pytest.raises(ConfigError, match=r"--toxicity-model .*needs torch.*pip install"):
+        ToxicityAnalyzer.unavailable_reason(ToxicityAnalyzer.options_from({"model": str(tmp_path)}))
+
+
 def test_unavailable_reason_is_cheap_and_lazy(tmp_path):
     code = (
         "import sys, time\n"
         "from llama_audit.analyzers.toxicity import ToxicityAnalyzer\n"
         f"o = ToxicityAnalyzer.options_from({{'model': {str(tmp_path / 'nope')!r}}})\n"
-        "t = time.time(); r = ToxicityAnalyzer.unavailable_reason(o)\n"
+        "from llama_audit.types import ConfigError\n"
+        "try:\n"
+        "    ToxicityAnalyzer.unavailable_reason(o)\n"
+        "except ConfigError as exc:\n"
+        "    r = str(exc)\n"
         "assert 'does not exist' in r and '--toxicity-model' in r, r\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
         "print('ok')\n"

@@ -236,10 +236,9 @@ def test_parquet_missing_text_column(tmp_path):
     pq.write_table(pa.table({"body": [SECRET] * 25, "id": list(range(25))}), tmp_path / "m.parquet",
                    row_group_size=10)
     shard = make_shard(str(tmp_path / "m.parquet"))
-    docs, bad = read_all(shard, batch_docs=8)
-    assert docs == [] and [b.row for b in bad] == list(range(25))
-    assert {b.reason for b in bad} == {"missing_text"}
-    assert "'text'" in bad[0].detail and "'body'" in bad[0].detail
+    with pytest.raises(ShardUnreadable) as ei:  # the schema says so for all rows: one shard error, at once
+        read_shard(shard, ReadSpec(batch_docs=8))
+    assert "'text'" in str(ei.value) and "'body'" in str(ei.value) and "SECRET" not in str(ei.value)
 
 
 def test_parquet_null_and_non_string_text(tmp_path):
@@ -302,8 +301,8 @@ def test_arrow_missing_and_non_string_text(tmp_path):
         w.write_table(table)
     docs, bad = read_all(make_shard(str(path)))
     assert docs == [] and [b.reason for b in bad] == ["non_string_text", "non_string_text", "missing_text"]
-    docs, bad = read_all(make_shard(str(path)), text_field="missing")
-    assert docs == [] and [(b.row, b.reason) for b in bad] == [(0, "missing_text"), (1, "missing_text"), (2, "missing_text")]
+    with pytest.raises(ShardUnreadable, match="no record has field 'missing'"):
+        read_all(make_shard(str(path)), text_field="missing")
     docs, bad = read_all(make_shard(str(path)), text_field="body")
     assert bad == [] and [d[2] for d in docs] == ["a", "b", "c"]
 
@@ -316,3 +315,99 @@ def test_generator_closed_early_releases_the_file(tmp_path):
     it.close()
     fds = os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []
     assert all(os.path.realpath(f"/proc/self/fd/{fd}") != shard.path for fd in fds)
+
+
+# --- a text field that no record has: one shard-level error (the --text-field typo) -------------
+
+
+def _no_text_field_shards(tmp_path):
+    """The same three records, none with a 'content' field, in every format that has fields."""
+    records = [{"id": "a", "text": SECRET, "meta": {"n": 1}}, {"id": "b", "text": SECRET}, {"id": "c", "body": SECRET}]
+    lines = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    table = pa.table({"id": ["a", "b", "c"], "text": [SECRET] * 3, "meta": [{"n": 1}, None, None]})
+    write(tmp_path / "n.jsonl", lines)
+    write(tmp_path / "n.jsonl.gz", gzip.compress(lines))
+    write(tmp_path / "n.jsonl.zst", zstandard.ZstdCompressor().compress(lines))
+    pq.write_table(table, tmp_path / "n.parquet")
+    with pa.OSFile(str(tmp_path / "s.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    with pa.OSFile(str(tmp_path / "f.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    return [make_shard(str(tmp_path / n)) for n in
+            ("n.jsonl", "n.jsonl.gz", "n.jsonl.zst", "n.parquet", "s.arrow", "f.arrow")]
+
+
+@pytest.mark.parametrize("text_field", ["content", "meta.content"])
+def test_text_field_in_no_record_is_one_shard_error(tmp_path, text_field):
+    for shard in _no_text_field_shards(tmp_path):
+        with pytest.raises(ShardUnreadable) as ei:
+            read_all(shard, text_field=text_field)
+        msg = str(ei.value)
+        assert shard.path in msg and repr(text_field) in msg and "\n" not in msg, msg
+        assert "'id'" in msg and "'text'" in msg and "'meta'" in msg, msg  # the fields that exist, by name
+        assert "SECRET" not in msg and "example.com" not in msg  # never a value
+    # the right field reads every format in full
+    for shard in _no_text_field_shards(tmp_path):
+        docs, bad = read_all(shard)
+        assert len(docs) + len(bad) == 3
+
+
+def test_text_field_in_some_records_stays_bad_records(tmp_path):
+    lines = [orjson.dumps({"id": "x", "body": SECRET})] * 3 + [orjson.dumps({"content": "ok"}), b"not json"]
+    shard = make_shard(str(write(tmp_path / "some.jsonl", b"\n".join(lines) + b"\n")))
+    docs, bad = read_all(shard, text_field="content", batch_docs=2)
+    assert [d[2] for d in docs] == ["ok"] and [b.reason for b in bad] == ["missing_text"] * 3 + ["malformed_json"]
+    # null or non-string values: the field exists, so these are bad records too
+    lines = [orjson.dumps({"content": None}), orjson.dumps({"content": 5})]
+    shard = make_shard(str(write(tmp_path / "null.jsonl", b"\n".join(lines))))
+    docs, bad = read_all(shard, text_field="content")
+    assert docs == [] and [b.reason for b in bad] == ["missing_text", "non_string_text"]
+    # no object at all (only malformed lines, or an empty file): nothing to name, bad records as before
+    shard = make_shard(str(write(tmp_path / "junk.jsonl", b"junk\n[1]\n")))
+    docs, bad = read_all(shard, text_field="content")
+    assert docs == [] and [b.reason for b in bad] == ["malformed_json", "not_an_object"]
+
+
+def test_many_fields_are_listed_by_name_and_bounded(tmp_path):
+    record = {f"field_{k}": SECRET for k in range(40)}
+    record["odd\x1bname"] = 1
+    shard = make_shard(str(write(tmp_path / "wide.jsonl", orjson.dumps(record) + b"\n")))
+    with pytest.raises(ShardUnreadable) as ei:
+        read_all(shard, text_field="content")
+    msg = str(ei.value)
+    assert "'field_0'" in msg and "'field_39'" not in msg and "..." in msg and len(msg) < 400
+    assert "\x1b" not in msg
+
+
+def test_scan_marks_a_shard_without_the_field_failed(tmp_path):
+    from llama_audit.job import ScanRequest, run_scan
+    from llama_audit.scan import ReadOptions
+
+    (tmp_path / "c").mkdir()
+    write(tmp_path / "c" / "a.jsonl", orjson.dumps({"id": "a", "text": SECRET}) + b"\n")
+    res = run_scan(ScanRequest(paths=[str(tmp_path / "c")], out=str(tmp_path / "o"), analyzers=["language"],
+                               languages=("all",), read=ReadOptions(text_field="content")))
+    manifest = orjson.loads((tmp_path / "o" / "manifest.json").read_bytes())
+    (entry,) = manifest["shards"]
+    assert entry["status"] == "error" and "no record has field 'content'" in entry.get("error", str(entry))
+    assert os.listdir(tmp_path / "o" / "annotations") == []  # the partial annotation file was aborted
+    assert res is not None
+
+
+# --- zero-byte files (issue 9, item 4, reader side) ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["z.jsonl", "z.jsonl.gz", "z.jsonl.zst"])
+def test_zero_byte_json_lines_is_an_empty_shard(tmp_path, name):
+    shard = make_shard(str(write(tmp_path / name, b"")))
+    assert read_all(shard) == ([], [])
+    from llama_audit.corpus import format_for
+    assert list(format_for(shard.format).records(shard)) == []
+
+
+@pytest.mark.parametrize("name", ["z.parquet", "z.arrow"])
+def test_zero_byte_columnar_file_is_one_line_unreadable(tmp_path, name):
+    shard = make_shard(str(write(tmp_path / name, b"")))
+    with pytest.raises(ShardUnreadable) as ei:
+        read_shard(shard, ReadSpec())
+    assert str(ei.value).startswith(shard.path) and "\n" not in str(ei.value)

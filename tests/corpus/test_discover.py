@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 
@@ -17,6 +18,7 @@ from llama_audit.corpus import (
     make_shard,
     shard_key,
 )
+from llama_audit.types import ConfigError
 
 
 def touch(path, content: bytes = b'{"text": "x"}\n'):
@@ -264,3 +266,146 @@ def test_glob_into_saved_dataset_skips_its_metadata(tmp_path):
     _save(ds, tmp_path / "c" / "hf")
     shards = discover([str(tmp_path / "c" / "**")])
     assert [(s.rel, s.format) for s in shards] == [("hf/data-00000-of-00001.arrow", "hf_arrow")]
+
+
+# --- shard names are safe relative paths (issue 9, item 5) --------------------------------------
+
+
+def _safe(rel: str) -> bool:
+    parts = rel.split("/")
+    return (not rel.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+            and not any(ord(c) < 32 or ord(c) == 127 for c in rel))
+
+
+def test_glob_climbing_out_of_its_base_names_shards_inside_their_root(tmp_path, monkeypatch):
+    touch(tmp_path / "x" / "a" / "keep.jsonl")
+    touch(tmp_path / "y" / "f.jsonl")
+    monkeypatch.chdir(tmp_path)
+    (s,) = discover(["x/*/../../y/*.jsonl"])
+    assert _safe(s.rel) and s.rel == "y/f.jsonl"
+    assert s.root == str(tmp_path) and os.path.join(s.root, s.rel) == s.path
+    # the same files reached from elsewhere are named the same way (relative, so stable across machines)
+    monkeypatch.chdir(tmp_path / "x")
+    (t,) = discover([str(tmp_path / "x" / "*" / ".." / ".." / "y" / "*.jsonl")])
+    assert (t.root, t.rel, t.key) == (s.root, s.rel, s.key)
+
+
+def test_make_shard_refuses_a_file_outside_its_root(tmp_path):
+    f = touch(tmp_path / "y" / "f.jsonl")
+    with pytest.raises(ValueError, match="not under"):
+        make_shard(str(f), root=str(tmp_path / "x"))
+
+
+def test_same_name_under_two_inputs_gets_two_names(tmp_path):
+    touch(tmp_path / "a" / "part-0.jsonl")
+    touch(tmp_path / "b" / "part-0.jsonl")
+    touch(tmp_path / "b" / "only-b.jsonl")
+    shards = discover([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert [s.rel for s in shards] == ["a/part-0.jsonl", "b/only-b.jsonl", "b/part-0.jsonl"]
+    assert all(s.root == str(tmp_path) and os.path.join(s.root, s.rel) == s.path for s in shards)
+    assert len({s.key for s in shards}) == 3
+    # without a clash, each input keeps its own root (names unchanged from before)
+    (lone,) = discover([str(tmp_path / "a")])
+    assert lone.rel == "part-0.jsonl"
+
+
+def test_control_characters_and_undecodable_bytes_in_names(tmp_path):
+    touch(tmp_path / "c" / "line\nbreak.jsonl")
+    touch(tmp_path / "c" / "esc\x1b[31m.jsonl")
+    raw = os.path.join(os.fsencode(tmp_path / "c"), b"bad-\xff.jsonl")
+    with open(raw, "wb") as f:
+        f.write(b'{"text": "x"}\n')
+    shards = discover([str(tmp_path / "c")])
+    assert sorted(s.rel for s in shards) == ["bad-%FF.jsonl", "esc%1B[31m.jsonl", "line%0Abreak.jsonl"]
+    for s in shards:
+        assert _safe(s.rel) and os.path.exists(s.path)
+        s.rel.encode("utf-8")  # no lone surrogates: the name can be written to Parquet and JSON
+
+
+@pytest.mark.parametrize("record, what", [
+    ({"shard": "../../../etc/f.jsonl"}, "shard"),
+    ({"shard": "/etc/f.jsonl"}, "shard"),
+    ({"shard": "a/./b.jsonl"}, "shard"),
+    ({"shard": "a//b.jsonl"}, "shard"),
+    ({"shard": "a\nb.jsonl"}, "shard"),
+    ({"key": "../../x"}, "key"),
+    ({"key": "a/b"}, "key"),
+    ({"key": ".hidden"}, "key"),
+    ({"key": ""}, "key"),
+])
+def test_from_record_refuses_unsafe_names(tmp_path, record, what):
+    s = make_shard(str(touch(tmp_path / "c" / "a.jsonl")))
+    rec = {**s.to_record(), **record}
+    with pytest.raises(ConfigError, match=what) as ei:
+        Shard.from_record(rec)
+    assert "\n" not in str(ei.value)
+    assert Shard.from_record(s.to_record()) == s
+
+
+def test_saved_dataset_file_list_cannot_name_files_outside_it(tmp_path):
+    d = tmp_path / "c" / "hf"
+    touch(d / "data-0.arrow", b"x")
+    touch(tmp_path / "c" / "evil.arrow", b"x")
+    touch(d / "dataset_info.json", b"{}")
+    touch(d / "state.json", json.dumps({"_data_files": [{"filename": "../evil.arrow"}, {"filename": "/etc/x.arrow"},
+                                                        {"filename": "data-0.arrow"}]}).encode())
+    warned = Warnings()
+    assert [s.rel for s in discover([str(d)], warn=warned)] == ["data-0.arrow"]
+    assert len(warned) == 1 and "2 file name(s)" in warned[0]
+
+
+# --- llama-audit's own bookkeeping is no corpus (issue 9, item 13) ------------------------------
+
+
+def test_bookkeeping_is_not_discovered(tmp_path):
+    c = tmp_path / "clean"
+    touch(c / "a.jsonl")
+    touch(c / "sub" / "b.jsonl")
+    touch(c / "_llama_audit" / "filter_log.parquet", b"PAR1")
+    touch(c / "_llama_audit" / "done" / "x.json", b"{}")
+    touch(c / ".filter" / "done" / "x.json", b"{}")
+    touch(c / "filter_log.parquet", b"PAR1")
+    touch(c / "filter_manifest.json", b"{}")
+    touch(c / "sub" / ".b.jsonl.abc123.tmp", b"partial")
+    warned = Warnings()
+    for arg in (str(c), str(c / "*"), str(c / "**")):
+        assert [s.rel for s in discover([arg], warn=warned)] == ["a.jsonl", "sub/b.jsonl"], arg
+    assert warned == []
+    # named explicitly, it is read
+    (s,) = discover([str(c / "filter_manifest.json")])
+    assert s.rel == "filter_manifest.json"
+
+
+def test_filter_log_name_alone_is_data(tmp_path):
+    touch(tmp_path / "c" / "filter_manifest.json")  # no bookkeeping folder next to it: a corpus file
+    assert [s.rel for s in discover([str(tmp_path / "c")])] == ["filter_manifest.json"]
+
+
+def test_a_scan_output_inside_the_corpus_is_skipped(tmp_path):
+    from llama_audit.job import ScanRequest, run_scan
+
+    c = tmp_path / "c"
+    touch(c / "a.jsonl", b'{"text": "The committee met on Tuesday."}\n')
+    run_scan(ScanRequest(paths=[str(c)], out=str(c / "audit"), analyzers=["language"], languages=("all",)))
+    warned = Warnings()
+    assert [s.rel for s in discover([str(c)], warn=warned)] == ["a.jsonl"]
+    assert len(warned) == 1 and "audit" in warned[0] and "scan output" in warned[0]
+
+
+def test_scan_of_a_filtered_corpus_reads_only_its_shards(tmp_path):
+    from llama_audit.filter import FilterRequest, run_filter
+    from llama_audit.job import ScanRequest, run_scan
+
+    c = tmp_path / "c"
+    touch(c / "a.jsonl", b'{"text": "The committee met on Tuesday to discuss the budget."}\n'
+                         b'{"text": "Le comite s\'est reuni mardi pour discuter du budget."}\n')
+    touch(c / "sub" / "b.jsonl", b'{"text": "She said the school would open next year."}\n')
+    run_scan(ScanRequest(paths=[str(c)], out=str(tmp_path / "out"), analyzers=["language"], languages=("all",)))
+    run_filter(FilterRequest(out=str(tmp_path / "out"), clean=str(tmp_path / "clean"), drop=["lang == 'fr'"]))
+    assert [s.rel for s in discover([str(tmp_path / "clean")])] == ["a.jsonl", "sub/b.jsonl"]
+    res = run_scan(ScanRequest(paths=[str(tmp_path / "clean")], out=str(tmp_path / "out2"), analyzers=["language"],
+                               languages=("all",)))
+    manifest = json.loads((tmp_path / "out2" / "manifest.json").read_text())
+    assert sorted(e["shard"] for e in manifest["shards"]) == ["a.jsonl", "sub/b.jsonl"]
+    assert all(e["status"] == "done" for e in manifest["shards"]), manifest["shards"]
+    assert res is not None

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llama_audit.corpus import ReadSpec, make_shard, read_shard
+from llama_audit.corpus import ReadSpec, ShardUnreadable, make_shard, read_shard
 
 
 def read_all(shard, **kw):
@@ -109,12 +109,12 @@ def test_struct_text_and_projected_fields(tmp_path, kind):
     # a null struct and a null text in it are both missing text, named by their path
     assert [(b.row, b.reason) for b in bad] == [(2, "missing_text"), (3, "missing_text")]
     assert all("'meta.text'" in b.detail for b in bad)
-    # a path that is not in the schema: every row, with the path in the detail
-    docs, _, bad = read_all(shard, text_field="meta.body")
-    assert docs == [] and [b.row for b in bad] == [0, 1, 2, 3]
-    assert all(b.reason == "missing_text" and "'meta.body'" in b.detail and "'text'" in b.detail for b in bad)
-    docs, _, bad = read_all(shard, text_field="other.text")
-    assert docs == [] and "not a struct" in bad[0].detail
+    # a path that is not in the schema: one shard error naming the path and what the struct holds
+    with pytest.raises(ShardUnreadable) as ei:
+        read_all(shard, text_field="meta.body")
+    assert "'meta.body'" in str(ei.value) and "'text'" in str(ei.value)
+    with pytest.raises(ShardUnreadable, match="not a struct"):
+        read_all(shard, text_field="other.text")
     # a nested id
     docs, _, _ = read_all(shard, text_field="meta.text", id_field="meta.n")
     assert [d[1] for d in docs] == ["1", "2"]
@@ -148,5 +148,6 @@ def test_parquet_reads_only_the_top_level_columns_of_the_paths(tmp_path, monkeyp
     read_all(shard, text_field="meta.source", fields=("meta.n",))
     assert asked and all(c == ["meta", "id"] for c in asked)
     asked.clear()
-    read_all(shard)  # a plain text field that is absent: nothing is read at all
+    with pytest.raises(ShardUnreadable):  # a plain text field that is absent: nothing is read at all
+        read_all(shard)
     assert asked == []

@@ -35,7 +35,7 @@ def test_drop_keeps_layout_format_and_untouched_bytes(tmp_path, make_jsonl):
         lines = f.read().splitlines()
     original = [json.dumps(r, ensure_ascii=False).encode() for r in recs]
     assert lines == [original[0], original[2]]  # other fields pass through byte for byte
-    log = pq.read_table(tmp_path / "clean" / "filter_log.parquet").to_pylist()
+    log = pq.read_table(tmp_path / "clean" / "_llama_audit" / "filter_log.parquet").to_pylist()
     assert log == [{"doc_id": "b", "shard": "sub/part.jsonl.gz", "row": 1, "reason": "drop: lang != 'en'"}]
     # resume: nothing to do the second time, same result
     res2 = run_filter(FilterRequest(out=out, clean=str(tmp_path / "clean"), drop=["lang != 'en'"]))
@@ -184,8 +184,8 @@ def test_other_settings_are_refused_unless_overwrite(tmp_path, make_jsonl):
         run_filter(FilterRequest(out=out, clean=clean, drop=["lang == 'en'"]))
     res = run_filter(FilterRequest(out=out, clean=clean, drop=["lang == 'en'"], overwrite=True))
     assert res.shards_done == 2 and res.shards_skipped == 0 and res.kept == 2
-    log = pq.read_table(tmp_path / "clean" / "filter_log.parquet").to_pylist()
+    log = pq.read_table(tmp_path / "clean" / "_llama_audit" / "filter_log.parquet").to_pylist()
     assert log == [{"doc_id": "e", "shard": "a.jsonl", "row": 0, "reason": "drop: lang == 'en'"}]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     key = next(e["key"] for e in manifest["shards"] if e["shard"] == "a.jsonl")
-    assert json.loads((tmp_path / "clean" / ".filter" / "done" / f"{key}.json").read_text())["kept"] == 1
+    assert json.loads((tmp_path / "clean" / "_llama_audit" / "filter_state" / "done" / f"{key}.json").read_text())["kept"] == 1

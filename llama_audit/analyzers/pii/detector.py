@@ -97,6 +97,10 @@ class PiiDetector:
         ]
         self.recognizers: tuple[Recognizer, ...] = tuple(r for r in candidates if r.entity in self.types)
         self._combined = "|".join(f"(?:{_re2(r.prefilter)})" for r in self.recognizers)
+        # Unanchored prefilters match inside a text exactly when they match inside that text joined
+        # to others with newlines (a match across a newline only costs the slow path): one search
+        # over a joined batch of short strings then rules them all out at once.
+        self._joinable = not re.search(r"\^|\$|\\[AzZB]", self._combined)
 
     def __repr__(self) -> str:
         return f"PiiDetector(types={self.types!r}, region={self.region!r})"
@@ -110,6 +114,28 @@ class PiiDetector:
         for r in recognizers:
             spans.extend(r.find(text))
         return resolve_overlaps(spans)
+
+    def detect_sparse(self, texts: Sequence[str]) -> dict[int, list[Span]]:
+        """``{i: self.detect(texts[i])}`` for the texts with a span only: for many short strings
+        that rarely hold PII (document ids, metadata fields), where building an empty list per
+        text costs more than the one combined prefilter that rules most of them out."""
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        if not texts or not self.recognizers:
+            return {}
+        if self._joinable:
+            try:
+                joined = pa.array(["\n".join(texts)], type=pa.large_string())
+            except (UnicodeEncodeError, pa.ArrowException):
+                pass  # a lone surrogate: the per-text path below handles it
+            else:
+                if not _mask(joined, ("regex", self._combined))[0]:
+                    return {}
+        arr, forced = _to_arrow(texts)
+        hit = np.flatnonzero(_mask(arr, ("regex", self._combined)))
+        if forced:
+            hit = np.union1d(hit, np.asarray(forced, dtype=np.int64))
+        rows = hit.tolist()
+        return {i: spans for i, spans in zip(rows, self.detect_batch([texts[i] for i in rows])) if spans}
 
     def detect_batch(self, texts: Sequence[str]) -> list[list[Span]]:
         """``[self.detect(t) for t in texts]``, computed with batch prefilters.
@@ -131,7 +157,7 @@ class PiiDetector:
         if hit.size == 0:
             return out
         doc_ids = hit.tolist()
-        sub = arr.take(pa.array(hit))
+        sub = arr if hit.size == n else arr.take(pa.array(hit))  # take copies the texts: skip it when all pass
         forced_set = set(forced)
         recs = self.recognizers
         # doc_masks[k][j]: recognizer k may find something in document doc_ids[j]
@@ -149,41 +175,101 @@ class PiiDetector:
             for j in np.flatnonzero(doc_masks[k]).tolist():
                 i = doc_ids[j]
                 spans_by_doc.setdefault(i, []).extend(r.find(texts[i]))
-        # Line-local recognizers: split the documents that need them into lines.
+        # Line-local recognizers: split the documents that need them into lines, a bounded group
+        # of lines at a time (one huge document must not be copied line by line all at once).
         local = [k for k, r in enumerate(recs) if r.line_local]
         if local:
             need = np.zeros(len(doc_ids), dtype=bool)
             for k in local:
                 need |= doc_masks[k]
-            lines: list[str] = []
-            line_doc: list[int] = []  # index j into doc_ids
-            line_start: list[int] = []
+            del arr, sub  # the whole batch as Arrow is not needed any more
+            group = _LineGroup()
             for j in np.flatnonzero(need).tolist():
-                parts = texts[doc_ids[j]].splitlines(keepends=True)
                 offset = 0
-                for part in parts:
-                    lines.append(part)
-                    line_doc.append(j)
-                    line_start.append(offset)
+                for part in iter_lines(texts[doc_ids[j]]):
+                    group.add(part, j, offset)
                     offset += len(part)
-            if lines:
-                line_arr, line_forced = _to_arrow(lines)
-                line_doc_arr = np.asarray(line_doc, dtype=np.int64)
-                for k in local:
-                    r = recs[k]
-                    lm = _mask(line_arr, r.prefilter)
-                    if line_forced:
-                        lm[np.asarray(line_forced, dtype=np.int64)] = True
-                    lm &= doc_masks[k][line_doc_arr]
-                    for li in np.flatnonzero(lm).tolist():
-                        base = line_start[li]
-                        i = doc_ids[line_doc[li]]
-                        spans_by_doc.setdefault(i, []).extend(
-                            (t, base + a, base + b) for t, a, b in r.find(lines[li])
-                        )
+                    if group.chars >= LINE_GROUP_CHARS:
+                        self._find_in_lines(group, local, doc_masks, doc_ids, spans_by_doc)
+                        group = _LineGroup()
+            self._find_in_lines(group, local, doc_masks, doc_ids, spans_by_doc)
         for i, spans in spans_by_doc.items():
             out[i] = resolve_overlaps(spans)
         return out
+
+
+    def _find_in_lines(self, group: "_LineGroup", local: list[int], doc_masks: list[np.ndarray],
+                       doc_ids: list[int], spans_by_doc: dict[int, list[Span]]) -> None:
+        """Stage 3 over one group of lines: each line-local recognizer's prefilter over the lines,
+        then its Python regex on the lines that pass, with offsets back into the document."""
+        if not group.lines:
+            return
+        line_arr, line_forced = _to_arrow(group.lines)
+        line_doc_arr = np.asarray(group.doc, dtype=np.int64)
+        for k in local:
+            r = self.recognizers[k]
+            lm = _mask(line_arr, r.prefilter)
+            if line_forced:
+                lm[np.asarray(line_forced, dtype=np.int64)] = True
+            lm &= doc_masks[k][line_doc_arr]
+            for li in np.flatnonzero(lm).tolist():
+                base = group.start[li]
+                i = doc_ids[group.doc[li]]
+                spans_by_doc.setdefault(i, []).extend((t, base + a, base + b) for t, a, b in r.find(group.lines[li]))
+
+
+# Stage 3 handles at most about this many characters of lines at once: bounded memory for one
+# huge document, large enough that the per-group Arrow and numpy overhead does not matter.
+LINE_GROUP_CHARS = 1 << 22
+_LINE_CHUNK_CHARS = 1 << 20
+
+
+class _LineGroup:
+    """Lines of one or more documents, with the document (index into ``doc_ids``) and the
+    code-point offset of each line in its document."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.doc: list[int] = []
+        self.start: list[int] = []
+        self.chars = 0
+
+    def add(self, line: str, doc: int, start: int) -> None:
+        self.lines.append(line)
+        self.doc.append(doc)
+        self.start.append(start)
+        self.chars += len(line)
+
+
+def iter_lines(text: str, chunk_chars: int | None = None):
+    """``text.splitlines(keepends=True)``, produced lazily: the text is split a chunk at a time, so
+    a huge document is never copied into one list of lines. A line cut by a chunk boundary (and a
+    ``\r\n`` cut between its two characters) is carried into the next chunk, so the lines are
+    exactly those of ``splitlines``."""
+    chunk_chars = chunk_chars or _LINE_CHUNK_CHARS
+    if len(text) <= chunk_chars:
+        yield from text.splitlines(keepends=True)
+        return
+    pending: list[str] = []  # pieces of a line that a chunk boundary cut (joined once, never re-copied)
+    for pos in range(0, len(text), chunk_chars):
+        chunk = text[pos:pos + chunk_chars]
+        if pending and pending[-1].endswith("\r"):  # a \r at the end of the last chunk: is it \r\n?
+            if chunk.startswith("\n"):
+                pending.append("\n")
+                chunk = chunk[1:]
+            yield "".join(pending)
+            pending = []
+        parts = chunk.splitlines(keepends=True)
+        for index, part in enumerate(parts):
+            pending.append(part)
+            if index < len(parts) - 1 or (part[-1] in _LINE_BREAKS and part[-1] != "\r"):
+                yield "".join(pending)
+                pending = []
+    if pending:
+        yield "".join(pending)
+
+
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def _to_arrow(texts: Sequence[str]) -> tuple[pa.Array, list[int]]:

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
-from llama_audit.analyzers.base import (Analyzer, AnalyzerOptions, AnalyzerUnavailable, BatchContext, Counts,
-                                        DocBatch, Resources, option)
+from llama_audit.analyzers.base import (Analyzer, AnalyzerOptions, AnalyzerUnavailable, BatchContext, ConfigError,
+                                        Counts, DocBatch, Resources, option)
 from llama_audit.analyzers.toxicity import model as _model
 from llama_audit.analyzers.toxicity.lines import split_documents, segment_stats
 from llama_audit.analyzers.toxicity.report import ToxicityReport
@@ -34,9 +34,10 @@ LINE_RULE = ("split on \\n; lines stripped of whitespace and invisible format ch
 
 @dataclasses.dataclass(frozen=True)
 class ToxicityOptions(AnalyzerOptions):
-    model: str = option("tomh/toxigen_hatebert", "Toxicity model: hub id or local directory.", flag="--toxicity-model")
+    model: str = option(_model.DEFAULT_MODEL, "Toxicity model: hub id or local directory (one that cannot be found "
+                        "is an error; the default missing skips toxicity).", flag="--toxicity-model")
     revision: str | None = option(None, "Hub revision of the toxicity model.", flag="--toxicity-revision")
-    tokenizer: str = option("bert-base-uncased", "Tokenizer: hub id or local directory.", flag="--toxicity-tokenizer")
+    tokenizer: str = option(_model.DEFAULT_TOKENIZER, "Tokenizer: hub id or local directory.", flag="--toxicity-tokenizer")
     sample: float = option(1.0, "Fraction of in-scope documents scored (paper: 0.1), deterministic per id.",
                            flag="--toxicity-sample", check=lambda v: None if 0.0 < v <= 1.0 else "must be in (0, 1]")
     batch_tokens: int | None = option(
@@ -62,6 +63,18 @@ class ToxicityOptions(AnalyzerOptions):
         self_test_spec(self.self_test)
 
 
+def _named_flags(options: ToxicityOptions) -> list[str]:
+    """The model-choosing flags given a value other than their default: naming a model asks for it."""
+    named = []
+    if options.model != _model.DEFAULT_MODEL:
+        named.append("--toxicity-model")
+    if options.revision is not None:
+        named.append("--toxicity-revision")
+    if options.tokenizer != _model.DEFAULT_TOKENIZER:
+        named.append("--toxicity-tokenizer")
+    return named
+
+
 class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 13): toxicity/report.py
     name = "toxicity"
     requires = ()
@@ -79,12 +92,26 @@ class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 
 
     @classmethod
     def unavailable_reason(cls, options: ToxicityOptions) -> str | None:
+        """Why toxicity cannot run here (a reason to skip it in the default analyzer set), or None.
+
+        A model, tokenizer or revision the user named (``--toxicity-model`` etc., any value other
+        than the default) is a request for toxicity: when it cannot be found, or the extra it needs
+        is not installed, that is a :class:`ConfigError` (exit 2 before any shard is read), never a
+        warning that ends in a scan without toxicity."""
+        named = _named_flags(options)
         missing = _model.missing_extras()
         if missing:
-            return f"toxicity needs {', '.join(missing)} (not installed); install with: {_model.EXTRA_FIX}"
+            reason = f"toxicity needs {', '.join(missing)} (not installed); install with: {_model.EXTRA_FIX}"
+            if named:
+                raise ConfigError(f"{' and '.join(named)} given, but {reason}")
+            return reason
         try:
+            if "--toxicity-tokenizer" in named:  # what the user named is checked first
+                _model.locate(options.tokenizer, None, kind="tokenizer", option="--toxicity-tokenizer")
             cls._locate(options)
         except AnalyzerUnavailable as exc:
+            if named:
+                raise ConfigError(str(exc)) from None
             return str(exc)
         return None
 

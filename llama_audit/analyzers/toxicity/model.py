@@ -84,9 +84,9 @@ def locate(spec: str, revision: str | None, *, kind: str, option: str) -> Locate
     if path.is_dir():
         loc = Located(spec, path.resolve(), "local", None)
         if kind == "model" and not loc.has("config.json"):
-            raise AnalyzerUnavailable(f"toxicity {kind} directory {str(path)!r} has no config.json")
+            raise AnalyzerUnavailable(f"toxicity {kind} directory {str(path)!r} ({option}) has no config.json")
         if not any(loc.has(f) for f in required):
-            raise AnalyzerUnavailable(f"toxicity {kind} directory {str(path)!r} has no {what}")
+            raise AnalyzerUnavailable(f"toxicity {kind} directory {str(path)!r} ({option}) has no {what}")
         return loc
     if _looks_like_path(spec) or path.exists():
         raise AnalyzerUnavailable(
