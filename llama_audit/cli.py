@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 finished but some shards failed (see the manifest); 2 usage or
 configuration error, or a bad record under --strict; 70 internal error (a bug: rerun with
-LLAMA_AUDIT_DEBUG=1 for the traceback); 130 interrupted (rerun to resume); 141 the reader of
+LLAMA_AUDIT_DEBUG=1 for the traceback); 130 interrupted by Ctrl-C, 143 stopped by SIGTERM (both
+keep finished shards: rerun to resume); 141 the reader of
 ``scan --emit jsonl`` closed stdout (e.g. ``| head``). An OS error that no lower layer turned into
 an error of its own (a permission, a full disk) is one line with the path and a fix: exit code 2,
 or 1 once shards were written (they are kept: rerun to resume).
@@ -381,7 +382,9 @@ def report(out, format, option, paper) -> None:
     except ConfigError as exc:
         fail(str(exc))
     if not data["corpus"]["complete"]:
-        warn(f"partial report: {data['corpus']['shards_done']} of {data['corpus']['shards']} shards done")
+        failed = data["corpus"].get("failed_shards") or []
+        warn(f"partial report: {data['corpus']['shards_done']} of {data['corpus']['shards']} shards done"
+             + (f"; failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}" if failed else ""))
     kw = dict(paper=paper, report_options=report_options)
     with stdout_reader_may_leave():
         if format == "json":

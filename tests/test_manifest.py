@@ -102,6 +102,9 @@ def test_merge_allow_failed_writes_a_partial_summary(tmp_path, make_jsonl):
     corpus_section = build_report(str(out.root))["corpus"]
     assert corpus_section["complete"] is False and corpus_section["failed_shards"] == ["broken.parquet"]
     assert corpus_section["summary_partial"] is True and corpus_section["documents"] == 6
+    shown = invoke("report", out.root, "--format", "markdown")
+    assert "failed: broken.parquet" in shown.stdout and "merge --allow-failed" in shown.stdout
+    assert "failed: broken.parquet" in shown.stderr
 
 
 def test_damaged_partial_is_rescanned_and_merge_and_report_do_not_crash(tmp_path, make_jsonl):

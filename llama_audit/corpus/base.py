@@ -20,8 +20,9 @@ class Format(abc.ABC):
 
     Row numbers are the same everywhere: ``records`` and ``rewrite`` number records exactly as
     ``read`` does (bad records included), so annotation rows pair with raw records.
-    ``read`` and ``records`` open the file when called: ShardUnreadable is raised there, not
-    while iterating.
+    ``read`` and ``records`` open the file when called: ShardUnreadable is raised there, and
+    while iterating only where the whole shard is unusable (JSON lines learn only at the end that
+    no record has the text field).
     """
 
     #: the :attr:`Shard.format` values this format reads
@@ -35,7 +36,8 @@ class Format(abc.ABC):
     def read(self, shard: Shard, spec: ReadSpec) -> Iterator[Item]:
         """Stream ``shard`` as ``(batch | None, bad_records_since_last_item, input_bytes_consumed)``.
 
-        While iterating nothing is raised for bad input; it becomes BadRecords. The last item's
+        While iterating bad input becomes BadRecords, never an exception, except a text field that
+        no record of the shard has (ShardUnreadable naming the fields that exist). The last item's
         third value is the input position at the end; an item may carry neither documents nor
         bad records (progress only)."""
 
@@ -47,11 +49,15 @@ class Format(abc.ABC):
 
     @abc.abstractmethod
     def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
-                text_field: str) -> None:
+                text_field: str, field_redactions: "Mapping[str, Redactions] | None" = None) -> None:
         """Write a copy of ``shard`` to ``dest`` atomically, in the same format and compression:
         only rows with ``keep[row]`` true (rows past its end are dropped), the text at the field
         path ``text_field`` of each row in ``redactions`` replaced, everything else untouched. A
-        row with no string at that path has nothing to redact and is written as it is."""
+        row with no string at that path has nothing to redact and is written as it is.
+
+        ``field_redactions``: field path -> row -> function, for the string values at other field
+        paths (``scan --pii-fields``); the filter passes it only when there is something to
+        redact, and a format without other fields (plain text) may leave it out."""
 
 
 def kept(keep: np.ndarray, row: int) -> bool:

@@ -460,15 +460,16 @@ def _changed(entry: dict) -> str | None:
 
 
 def _field_redactions(ann: pa.Table, redact_types: set[str], dropped_mask: np.ndarray, rows: np.ndarray,
-                      id_field: str) -> dict[int, dict[str, list[dict]]]:
+                      id_field: str, text_field: str) -> dict[int, dict[str, list[dict]]]:
     """Per kept row, the PII spans found in its other fields (scan --pii-fields), by field path.
-    Spans in the id field are never applied: ids stay as they are, so the output joins back."""
+    Spans in the id field are never applied: ids stay as they are, so the output joins back.
+    Spans in the text field (``--pii-fields`` naming it) are those of ``pii_spans`` already."""
     col = ann[FIELD_SPANS_COLUMN]
     has = pc.fill_null(pc.greater(pc.list_value_length(col), 0), False).to_numpy(zero_copy_only=False)
     found: dict[int, dict[str, list[dict]]] = {}
     for i in np.nonzero(has & ~dropped_mask)[0]:
         for s in col[int(i)].as_py():
-            if s["field"] == id_field or (redact_types and s["type"] not in redact_types):
+            if s["field"] in (id_field, text_field) or (redact_types and s["type"] not in redact_types):
                 continue
             found.setdefault(int(rows[i]), {}).setdefault(s["field"], []).append(s)
     return found
@@ -499,7 +500,7 @@ def _filter_shard(entry: dict, out: OutDir, dest: Path, state: OutDir, drops: li
             if spans:
                 redact_rows[int(rows[i])] = spans
         if FIELD_SPANS_COLUMN in ann.column_names:
-            by_field = _field_redactions(ann, redact_types, dropped_mask, rows, id_field)
+            by_field = _field_redactions(ann, redact_types, dropped_mask, rows, id_field, text_field)
             for row, fields in by_field.items():  # the text field's own spans and its field spans are one string
                 for s in fields.pop(text_field, []):
                     redact_rows.setdefault(row, []).append(s)

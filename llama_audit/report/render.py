@@ -54,7 +54,9 @@ def corpus_table(c: dict) -> DisplayTable:
             [f"in-scope documents ({','.join(c.get('languages_in_scope', []))})", c["in_scope_documents"]]]
     rows += [[f"  bad: {k}", v] for k, v in c.get("bad_records_by_reason", {}).items()]
     note = "" if c.get("complete", True) else (
-        f"PARTIAL: {c['shards_done']} of {c['shards']} shards done ({c['shards_failed']} failed); rerun scan to finish")
+        f"PARTIAL: {c['shards_done']} of {c['shards']} shards done ({c['shards_failed']} failed); rerun scan to finish"
+        + (f"; failed: {', '.join(c['failed_shards'])}" if c.get("failed_shards") else "")
+        + ("; the summary covers the other shards (merge --allow-failed)" if c.get("summary_partial") else ""))
     return DisplayTable(CORPUS, "Corpus", ["", "value"], rows, note)
 
 
