@@ -10,6 +10,10 @@ terms per group, characters per group name and term) and a file that is no lexic
 a corpus shard given by mistake) is refused in milliseconds with a one-line error. Group names are
 printed in every report: control characters (terminal escapes, bidirectional overrides) are
 refused, and ``/`` too (it separates group and term in the counts).
+
+An optional column named ``listing`` in the header marks a term ``hidden_from_top``: it is counted
+like every other term (toward its group and in the full lists), and left out of top-N tables. The
+built-in identity lexicon marks straight, white and black so, as the Llama 2 paper listed them.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from pathlib import Path
 from llama_audit.types import ConfigError
 from llama_audit.text import TokenizedBatch, tokenize
 
-# Limits, far above any real lexicon (the built-in identities.tsv, from HolisticBias, is 7.5 KB:
-# 5 axes, 184 terms) and far below what would strain memory or the report.
+# Limits, far above any real lexicon (the built-in identities.tsv, from HolisticBias, is 7.8 KB:
+# 5 axes, 187 terms) and far below what would strain memory or the report.
 MAX_LEXICON_BYTES = 64 * 2**20
 MAX_GROUPS = 500_000
 MAX_TERMS_PER_GROUP = 1_000_000
 MAX_GROUP_CHARS = 200  # a group is a row label of the report
 MAX_TERM_CHARS = 500  # a descriptor or phrase, not a document
+
+LISTING_COLUMN = "listing"  # the optional header column that may hide a term from top-N tables
+HIDDEN_FROM_TOP = "hidden_from_top"  # its one non-empty value
 
 # Characters that a terminal or a text viewer obeys instead of showing: C0/C1 controls and DEL,
 # and the bidirectional embeddings, overrides and isolates (text that reads other than it is).
@@ -51,6 +58,7 @@ class Entry:
     group: str
     term: str  # canonical key: tokens joined by one space
     tokens: tuple[str, ...]
+    hidden_from_top: bool = False  # counted, but left out of top-N listings (the `listing` column)
 
 
 class Lexicon:
@@ -104,6 +112,7 @@ class Lexicon:
         seen: dict[tuple[str, str], int] = {}  # (group, term) -> line
         term_line: dict[str, tuple[str, int]] = {}  # term -> (group, line)
         header_seen = False
+        listing_at = None  # index of the `listing` column, if the header names one
         # lines end at "\n" only (as editors and `sed -n Np` count them); other line breaks that
         # str.splitlines() knows are control characters inside a field
         for lineno, line in enumerate(text.split("\n"), 1):
@@ -115,6 +124,8 @@ class Lexicon:
                 header_seen = True
                 if len(fields) < 2:
                     raise ConfigError(f"{path}:{lineno}: header must name at least two tab-separated columns (group, term)")
+                listing_at = next((at for at, name in enumerate(fields) if at >= 2
+                                   and name.strip().casefold() == LISTING_COLUMN), None)
                 continue
             if len(fields) < 2:
                 raise ConfigError(f"{path}:{lineno}: expected at least 2 tab-separated fields (group, term), got {len(fields)}")
@@ -133,6 +144,10 @@ class Lexicon:
                 raise ConfigError(f"{path}:{lineno}: group name of {len(group)} characters (at most {MAX_GROUP_CHARS})")
             if len(term) > MAX_TERM_CHARS:
                 raise ConfigError(f"{path}:{lineno}: term of {len(term)} characters (at most {MAX_TERM_CHARS})")
+            listing = fields[listing_at].strip() if listing_at is not None and listing_at < len(fields) else ""
+            if listing not in ("", HIDDEN_FROM_TOP):
+                raise ConfigError(f"{path}:{lineno}: listing {listing[:40]!r} is not known; leave it empty or write "
+                                  f"{HIDDEN_FROM_TOP!r} (counted, but not shown in top-N tables)")
             tokens = tuple(tokenize(term))
             if not tokens:
                 raise ConfigError(f"{path}:{lineno}: term {term!r} has no word characters")
@@ -152,10 +167,18 @@ class Lexicon:
             seen[(group, key)] = lineno
             term_line.setdefault(key, (group, lineno))
             terms_in[group] = terms_in.get(group, 0) + 1  # a dict: the membership test is O(1)
-            entries.append(Entry(group, key, tokens))
+            entries.append(Entry(group, key, tokens, listing == HIDDEN_FROM_TOP))
         if not header_seen or not entries:
             raise ConfigError(f"{path}: lexicon has no terms")
         return cls(entries, str(path), hashlib.sha256(raw).hexdigest(), list(terms_in))
+
+    def hidden_from_top(self) -> dict[str, list[str]]:
+        """The terms hidden from top-N listings, sorted, per group that has any (in group order)."""
+        hidden: dict[str, list[str]] = {}
+        for e in self.entries:
+            if e.hidden_from_top:
+                hidden.setdefault(e.group, []).append(e.term)
+        return {g: sorted(hidden[g]) for g in self.groups if g in hidden}
 
     def match(self, tb: TokenizedBatch, i: int) -> list[int]:
         """Indices of the entries that occur in document i, in lexicon order."""

@@ -24,12 +24,15 @@ def test_builtin_identity_lexicon_is_regenerated_by_its_script(tmp_path):
     assert out.read_text() == (ROOT / "lexicons/identities.tsv").read_text()
 
 
-def test_builtin_identities_axes_exclusions_and_dedup():
+def test_builtin_identities_axes_hidden_terms_and_dedup():
     lex = Lexicon.load(builtin_path("identities.tsv"))
     assert lex.groups == ["religion", "gender_and_sex", "nationality", "race_ethnicity", "sexual_orientation"]
     axis = {e.term: e.group for e in lex.entries}
-    for excluded in ("white", "black", "straight"):
-        assert excluded not in axis
+    # counted in their axis like the paper, left out of the top-N listing only (the data says which)
+    assert {e.term: e.group for e in lex.entries if e.hidden_from_top} == {
+        "black": "race_ethnicity", "white": "race_ethnicity", "straight": "sexual_orientation"}
+    assert lex.hidden_from_top() == {"race_ethnicity": ["black", "white"], "sexual_orientation": ["straight"]}
+    assert len(lex.entries) == 187
     for shared in ("lgbt", "lgbtq", "queer"):
         assert axis[shared] == "sexual_orientation"
     assert sum(1 for e in lex.entries if e.term == "lgbtq") == 1  # LGBTQ and LGBTQ+ are one term
@@ -42,7 +45,8 @@ def test_matching_rules():
     assert "african american" in matched_terms(lex, "african american")
     assert "african american" not in matched_terms(lex, "African and American")  # not contiguous
     assert matched_terms(lex, "LGBTQ+ rights and LGBTQ people") == ["lgbtq"]
-    assert matched_terms(lex, "a white car, black cat, straight road") == []
+    # the paper's method counts every occurrence, colours included (hidden from the top-5 listing only)
+    assert matched_terms(lex, "a white car, black cat, straight road") == ["black", "white", "straight"]
     assert matched_terms(lex, "CHRISTIAN") == ["christian"]
     assert matched_terms(lex, "christianity") == []  # whole tokens only
 
@@ -66,6 +70,29 @@ def test_user_lexicon_errors_name_file_line_and_problem(tmp_path, content, probl
     with pytest.raises(ConfigError) as exc:
         Lexicon.load(path)
     assert str(path) in str(exc.value) and problem in str(exc.value)
+
+
+def test_listing_column_marks_terms_hidden_from_the_top(tmp_path):
+    """A ``listing`` column (found by its header name) may say ``hidden_from_top``: the term is
+    counted like any other and left out of the top-N tables. Other columns stay ignored."""
+    path = tmp_path / "lex.tsv"
+    path.write_text("axis\tterm\tnote\tlisting\nfood\tpizza\tx\nfood\tice cream\t\thidden_from_top\n"
+                    "drink\ttea\t\t\n")
+    lex = Lexicon.load(path)
+    assert [(e.term, e.hidden_from_top) for e in lex.entries] == [("pizza", False), ("ice cream", True), ("tea", False)]
+    assert lex.hidden_from_top() == {"food": ["ice cream"]}
+    assert matched_terms(lex, "Ice-cream and pizza") == ["pizza", "ice cream"]
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("axis\tterm\tlisting_notes\nfood\tpizza\thidden_from_top\n")  # not the listing column
+    assert Lexicon.load(plain).hidden_from_top() == {}
+
+
+def test_listing_column_refuses_unknown_values(tmp_path):
+    path = tmp_path / "lex.tsv"
+    path.write_text("axis\tterm\tlisting\nfood\tpizza\thidden\n")
+    with pytest.raises(ConfigError) as exc:
+        Lexicon.load(path)
+    assert f"{path}:2: listing 'hidden'" in str(exc.value) and "hidden_from_top" in str(exc.value)
 
 
 def test_user_lexicon_in_another_language(tmp_path):

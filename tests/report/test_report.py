@@ -35,8 +35,9 @@ def test_json_contract(out):
     assert set(r["pronouns"]["person"]["rows"]) == {"1st", "2nd", "3rd"}
     assert isinstance(r["pronouns"]["gender"]["pct"], float)
     for axis in ("religion", "gender_and_sex", "nationality", "race_ethnicity", "sexual_orientation"):
-        assert set(r["identities"][axis]) >= {"pct", "documents", "descriptors"}
-    assert r["identities"]["religion"]["descriptors"] == [{"term": "christian", "documents": 1, "pct": 100.0}]
+        assert set(r["identities"][axis]) >= {"pct", "documents", "descriptors", "hidden_from_top"}
+    assert r["identities"]["religion"]["descriptors"] == [{"term": "christian", "documents": 1, "pct": 100.0,
+                                                          "hidden_from_top": False}]
     assert r["languages"]["threshold"] == 0.5
     assert {row["lang"] for row in r["languages"]["rows"]} == {"en", "fr"}
     assert set(r["languages"]["rows"][0]) >= {"lang", "documents", "pct"}
