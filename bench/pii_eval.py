@@ -1,11 +1,18 @@
 #!/usr/bin/env python
-"""Accuracy of the PII detectors on labelled cases.
+"""Accuracy of the PII detectors on labelled cases, optionally beside an earlier version.
 
-    python bench/pii_eval.py [CASES.jsonl] [--json] [--region US] [--show-errors]
+    python bench/pii_eval.py [CASES.jsonl ...] [--json] [--region US] [--show-errors]
+                             [--by-kind] [--before GIT_REF_OR_DIR]
 
-CASES (default: bench/data/pii_dev_cases.jsonl) has one JSON object per line: ``text``,
-``entities`` [{type, start, end, ...}], ``scope`` [types], ``negative``, optionally
-``presidio_weak_match`` (such cases are skipped) and ``region``.
+CASES (default: bench/data/pii_dev_cases.jsonl and bench/data/phone_cases.jsonl, each scored on
+its own) has one JSON object per line: ``text``, ``entities`` [{type, start, end, ...}], ``scope``
+[types], ``negative``, optionally ``presidio_weak_match`` (such cases are skipped), ``region``
+and ``kind`` (a label for ``--by-kind``: which shape of number a phone case tests).
+
+``--before REF`` scores the same cases with the detectors of an earlier version (a git ref of
+this repository, unpacked with ``git archive`` into a temporary directory, or a directory holding
+such a copy) in a subprocess, and prints both side by side: "before" and "after" come from one
+run, on the same cases, with the same scoring code.
 
 Scoring (documented in docs/pii.md):
 
@@ -28,7 +35,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tarfile
+import tempfile
+from io import BytesIO
 from pathlib import Path
 
 from llama_audit.analyzers.pii import PiiDetector
@@ -40,7 +52,9 @@ TYPE_MAP = {
     "IP_ADDRESS_PRIVATE": "IP_ADDRESS",
 }
 REGION_BY_TYPE = {"PH_MOBILE_NUMBER": "PH", "TR_PHONE_NUMBER": "TR"}
-DEFAULT_CASES = Path(__file__).resolve().parent / "data" / "pii_dev_cases.jsonl"
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_CASES = (DATA / "pii_dev_cases.jsonl", DATA / "phone_cases.jsonl")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _match(gold: list[tuple[int, int]], pred: list[tuple[int, int]]) -> tuple[int, int]:
@@ -64,9 +78,24 @@ def _match(gold: list[tuple[int, int]], pred: list[tuple[int, int]]) -> tuple[in
     return len(used_g), exact
 
 
+def _empty() -> dict[str, int]:
+    return {"tp": 0, "fp": 0, "fn": 0, "exact": 0, "cases": 0}
+
+
+def _rates(st: dict[str, int]) -> dict[str, float]:
+    tp, fp, fn = st["tp"], st["fp"], st["fn"]
+    return {
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        **st,
+    }
+
+
 def evaluate(cases_path: Path, region: str, show_errors: bool = False) -> dict[str, dict[str, float]]:
+    """{TYPE: figures} plus {"TYPE/kind": figures} for the cases that carry a ``kind``."""
     detectors: dict[str, PiiDetector] = {}
-    stats = {t: {"tp": 0, "fp": 0, "fn": 0, "exact": 0, "cases": 0} for t in REPORTED}
+    stats = {t: _empty() for t in REPORTED}
+    by_kind: dict[str, dict[str, int]] = {}
     with open(cases_path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -88,50 +117,113 @@ def evaluate(cases_path: Path, region: str, show_errors: bool = False) -> dict[s
                 gold = [(e["start"], e["end"]) for e in case.get("entities", []) if TYPE_MAP.get(e["type"], e["type"]) == t]
                 pred = [(s, e) for typ, s, e in predicted if TYPE_MAP.get(typ, typ) == t]
                 matched, exact = _match(gold, pred)
-                st = stats[t]
-                st["cases"] += 1
-                st["tp"] += matched
-                st["fp"] += len(pred) - matched
-                st["fn"] += len(gold) - matched
-                st["exact"] += exact
+                targets = [stats[t]]
+                if case.get("kind"):
+                    targets.append(by_kind.setdefault(f"{t}/{case['kind']}", _empty()))
+                for st in targets:
+                    st["cases"] += 1
+                    st["tp"] += matched
+                    st["fp"] += len(pred) - matched
+                    st["fn"] += len(gold) - matched
+                    st["exact"] += exact
                 if show_errors and (len(pred) != matched or len(gold) != matched):
-                    print(f"line {lineno}: {t} gold={gold} predicted={pred}", file=sys.stderr)
-    result: dict[str, dict[str, float]] = {}
-    for t, st in stats.items():
-        tp, fp, fn = st["tp"], st["fp"], st["fn"]
-        result[t] = {
-            "precision": tp / (tp + fp) if tp + fp else 1.0,
-            "recall": tp / (tp + fn) if tp + fn else 1.0,
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "exact": st["exact"],
-            "cases": st["cases"],
-        }
+                    print(f"{cases_path.name} line {lineno}: {t} gold={gold} predicted={pred}", file=sys.stderr)
+    result = {t: _rates(st) for t, st in stats.items()}
+    result.update((k, _rates(st)) for k, st in sorted(by_kind.items()))
     return result
 
 
+def _checkout(ref: str) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """A directory holding the package of ``ref``: the directory itself, or ``git archive`` of a
+    git ref of this repository unpacked into a temporary directory."""
+    if Path(ref).is_dir():
+        return Path(ref), None
+    blob = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref, "llama_audit"],
+                          capture_output=True, check=False)
+    if blob.returncode != 0:
+        raise SystemExit(f"--before: {ref!r} is neither a directory nor a git ref of {REPO}")
+    tmp = tempfile.TemporaryDirectory(prefix="pii_eval_before_")
+    with tarfile.open(fileobj=BytesIO(blob.stdout)) as tar:
+        tar.extractall(tmp.name, filter="data")
+    return Path(tmp.name), tmp
+
+
+def evaluate_before(root: Path, cases_path: Path, region: str) -> dict[str, dict[str, float]]:
+    """``evaluate`` run in a subprocess that imports the package from ``root``."""
+    env = dict(os.environ, PYTHONPATH=str(root), PYTHONSAFEPATH="1")
+    proc = subprocess.run(
+        [sys.executable, "-P", __file__, str(cases_path), "--region", region, "--json", "--all-fields"],
+        capture_output=True, text=True, env=env, cwd=root, check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"--before: scoring with {root} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)[str(cases_path)]
+
+
+def _row(name: str, r: dict[str, float]) -> str:
+    return (f"{name:<32} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['tp']:>5} {r['fp']:>4} {r['fn']:>4}"
+            f" {r['exact']:>6} {r['cases']:>6}")
+
+
+def _show(name: str, r: dict[str, float], before: dict[str, dict[str, float]] | None) -> bool:
+    """Types with no case in this file are left out (their rows would say nothing)."""
+    if r["cases"] == 0 and (before is None or before.get(name, {}).get("cases", 0) == 0):
+        return False
+    return "/" not in name or SHOW_KINDS
+
+
+SHOW_KINDS = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    global SHOW_KINDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("cases", nargs="?", type=Path, default=DEFAULT_CASES)
-    ap.add_argument("--json", action="store_true", help='print {TYPE: {"precision","recall","tp","fp","fn"}}')
+    ap.add_argument("cases", nargs="*", type=Path, default=list(DEFAULT_CASES))
+    ap.add_argument("--json", action="store_true", help='print {FILE: {TYPE: {"precision","recall","tp","fp","fn"}}}')
+    ap.add_argument("--all-fields", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--region", default="US", help="default phone region (default US)")
     ap.add_argument("--show-errors", action="store_true", help="list mismatches (line numbers and offsets) on stderr")
+    ap.add_argument("--by-kind", action="store_true", help="also a row per type and case kind")
+    ap.add_argument("--before", metavar="REF", help="also score with the package of this git ref or directory")
     args = ap.parse_args(argv)
-    if not args.cases.exists():
-        ap.error(f"no such file: {args.cases}")
-    result = evaluate(args.cases, args.region.upper(), args.show_errors)
+    SHOW_KINDS = args.by_kind
+    for path in args.cases:
+        if not path.exists():
+            ap.error(f"no such file: {path}")
+    region = args.region.upper()
+    results = {str(p): evaluate(p, region, args.show_errors) for p in args.cases}
     if args.json:
-        keys = ("precision", "recall", "tp", "fp", "fn")
-        print(json.dumps({t: {k: r[k] for k in keys} for t, r in result.items()}, indent=2))
+        keys = None if args.all_fields else ("precision", "recall", "tp", "fp", "fn")
+        print(json.dumps({p: {t: (r if keys is None else {k: r[k] for k in keys}) for t, r in res.items()}
+                          for p, res in results.items()}, indent=2))
         return 0
-    print(f"cases: {args.cases}")
-    print(f"{'type':<15} {'precision':>9} {'recall':>7} {'tp':>5} {'fp':>4} {'fn':>4} {'exact':>6} {'cases':>6}")
-    for t, r in result.items():
-        print(
-            f"{t:<15} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['tp']:>5} {r['fp']:>4} {r['fn']:>4}"
-            f" {r['exact']:>6} {r['cases']:>6}"
-        )
+    befores: dict[str, dict[str, dict[str, float]]] = {}
+    if args.before:
+        root, tmp = _checkout(args.before)
+        try:
+            befores = {str(p): evaluate_before(root, p.resolve(), region) for p in args.cases}
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+    header = f"{'type':<32} {'precision':>9} {'recall':>7} {'tp':>5} {'fp':>4} {'fn':>4} {'exact':>6} {'cases':>6}"
+    for path in args.cases:
+        result, before = results[str(path)], befores.get(str(path))
+        print(f"cases: {path}")
+        if before is None:
+            print(header)
+            for t, r in result.items():
+                if _show(t, r, None):
+                    print(_row(t, r))
+        else:
+            print(f"{'':<7}{header}")
+            for t, r in result.items():
+                if not _show(t, r, before):
+                    continue
+                b = before.get(t)
+                if b is not None:
+                    print(f"{'before':<7}{_row(t, b)}")
+                print(f"{'after':<7}{_row(t, r)}")
+        print()
     return 0
 
 

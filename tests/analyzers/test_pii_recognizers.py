@@ -148,6 +148,121 @@ def test_phone_region_is_validated():
         PiiDetector(region="XX")
 
 
+PHONES = PiiDetector(["PHONE_NUMBER"])
+
+
+@pytest.mark.parametrize(
+    "text, region",
+    [
+        # Catalogue numbers that are also valid phone numbers of the region, rejected by their
+        # label: on the same line, after other numbers of the same label, or on the line before.
+        ("ISBN-13: 978-2-266-11156-0, ISBN-10: 2-266-11156-6", "US"),
+        ("ISBN 7-309-04547-5", "US"),
+        ("isbn: 4-19-830127-1 (pbk.)", "US"),
+        ("ISBN-10:\n0596520689", "DE"),
+        ("ISBN\n  0-596-52068-9", "JP"),
+        ("LCCN 2019123456", "US"),
+        ("Library of Congress Control Number: 2019936512", "US"),
+        ("LC control no.: 2004-123456", "CN"),
+        ("ISSN 2049-3630", "DK"),
+        ("ISSN: 2167-8359 (print)", "DK"),
+    ],
+)
+def test_phone_catalogue_numbers_with_a_label_are_not_phones(text, region):
+    assert found(text, PiiDetector(["PHONE_NUMBER"], region)) == []
+
+
+def test_phone_isbn13_without_label_by_checksum():
+    # "phone" makes the number admissible as merely possible; the 978 prefix with a valid ISBN-13
+    # check digit still says book, not phone.
+    assert found("Phone orders: 978-1-4028-9462-6", PiiDetector(["PHONE_NUMBER"], "DE")) == []
+    assert found("Phone orders: 9781402894626", PiiDetector(["PHONE_NUMBER"], "DE")) == []
+
+
+def test_phone_isbn10_hyphenated_as_an_isbn_without_label():
+    # Valid US numbers as digits; the 1-3-5-1 grouping and the check digit say ISBN.
+    assert found("see 7-309-04547-5 and 2-266-11156-6", PHONES) == []
+
+
+def test_phone_after_a_catalogue_label_a_phone_word_wins():
+    text = "ISBN 0-306-40615-2; orders: tel. (212) 555-0123"
+    assert found(text, PHONES) == [("PHONE_NUMBER", "(212) 555-0123")]
+    # A label two lines up says nothing about this line.
+    assert found("ISBN 0-306-40615-2\nsomething else\n(212) 555-0123", PHONES) == [
+        ("PHONE_NUMBER", "(212) 555-0123")
+    ]
+
+
+def test_phone_full_width_and_other_unicode_digits_keep_original_offsets():
+    text = "電話：（２１２）５５５－０１２３ まで"
+    spans = PHONES.detect(text)
+    assert PHONES.detect_batch([text]) == [spans]
+    assert [text[s:e] for _, s, e in spans] == ["（２１２）５５５－０１２３"]
+    arabic = "هاتف: +٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨ شكرا"
+    assert found(arabic, PHONES) == [("PHONE_NUMBER", "+٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨")]
+    glued = "ご予約は＋１ ４１５ ５５５ ０１４４へ"  # no space between CJK words and numbers
+    assert found(glued, PHONES) == [("PHONE_NUMBER", "＋１ ４１５ ５５５ ０１４４")]
+    mixed = "Grüße 🎉 tel ２１２-５５５-０１２３."
+    assert found(mixed, PHONES) == [("PHONE_NUMBER", "２１２-５５５-０１２３")]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("London office (+44) 20 7946 0958.", "(+44) 20 7946 0958"),
+        ("London office (0044) 20 7946 0958.", "(0044) 20 7946 0958"),
+        ("London office 0044 20 7946 0958.", "0044 20 7946 0958"),
+        ("Sydney (+61) 2 5550 1234", "(+61) 2 5550 1234"),
+    ],
+)
+def test_phone_international_prefix_in_parentheses(text, value):
+    assert found(text, PHONES) == [("PHONE_NUMBER", value)]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("Call (212) 555-0123 x123 today", "(212) 555-0123 x123"),
+        ("Call (212) 555-0123x45.", "(212) 555-0123x45"),
+        ("desk: 212-555-0123 ext. 123, fax", "212-555-0123 ext. 123"),
+        ("desk: 212-555-0123 Ext 9", "212-555-0123 Ext 9"),
+        ("desk: +1 212 555 0123 EXT123", "+1 212 555 0123 EXT123"),
+        ("desk: 212.555.0123, extension 4410", "212.555.0123, extension 4410"),
+    ],
+)
+def test_phone_extension_is_part_of_the_span(text, value):
+    assert found(text, PHONES) == [("PHONE_NUMBER", value)]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("Tel: (555) 555-0123", "(555) 555-0123"),  # area code 555 is not in service
+        ("call +44 7700 900123 now", "+44 7700 900123"),  # Ofcom's drama range
+        ("Fax 555 555 0199", "555 555 0199"),
+        ("PHONE: +44 (0) 7700 900 461", "+44 (0) 7700 900 461"),
+    ],
+)
+def test_phone_context_word_admits_a_possible_number(text, value):
+    assert found(text, PHONES) == [("PHONE_NUMBER", value)]
+    # without the word, the number is not valid and is not reported
+    bare = text.split(" ", 1)[1]
+    assert found(bare, PHONES) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call number: 5555550123",  # a library shelf mark, not a phone
+        "call 2015-11-06 10:30",  # a date stays a date
+        "phone model 1234567",  # too short for a possible US number
+        "call me at 9999999999",  # one repeated digit
+    ],
+)
+def test_phone_context_word_does_not_admit_everything(text):
+    assert found(text, PHONES) == []
+
+
 # -------------------------------------------------------------------------------------- ip
 
 

@@ -48,7 +48,7 @@ SPAN_TYPES: tuple[str, ...] = PII_TYPES + (IP_PRIVATE,)
 NOT_PII: frozenset[str] = frozenset({IP_PRIVATE})
 
 # Bump when a change to any pattern, validator or table can change the spans found.
-RULES_VERSION = "2025.1"
+RULES_VERSION = "2025.2"
 
 
 def normalize_types(types: Sequence[str] | None) -> tuple[str, ...]:
@@ -190,18 +190,19 @@ class PiiDetector:
                     group.add(part, j, offset)
                     offset += len(part)
                     if group.chars >= LINE_GROUP_CHARS:
-                        self._find_in_lines(group, local, doc_masks, doc_ids, spans_by_doc)
+                        self._find_in_lines(group, local, doc_masks, doc_ids, spans_by_doc, texts)
                         group = _LineGroup()
-            self._find_in_lines(group, local, doc_masks, doc_ids, spans_by_doc)
+            self._find_in_lines(group, local, doc_masks, doc_ids, spans_by_doc, texts)
         for i, spans in spans_by_doc.items():
             out[i] = resolve_overlaps(spans)
         return out
 
 
     def _find_in_lines(self, group: "_LineGroup", local: list[int], doc_masks: list[np.ndarray],
-                       doc_ids: list[int], spans_by_doc: dict[int, list[Span]]) -> None:
+                       doc_ids: list[int], spans_by_doc: dict[int, list[Span]], texts: list[str]) -> None:
         """Stage 3 over one group of lines: each line-local recognizer's prefilter over the lines,
-        then its Python regex on the lines that pass, with offsets back into the document."""
+        then its Python regex on the lines that pass (``find_line``, which may read the document
+        before the line), with offsets back into the document."""
         if not group.lines:
             return
         line_arr, line_forced = _to_arrow(group.lines)
@@ -215,7 +216,8 @@ class PiiDetector:
             for li in np.flatnonzero(lm).tolist():
                 base = group.start[li]
                 i = doc_ids[group.doc[li]]
-                spans_by_doc.setdefault(i, []).extend((t, base + a, base + b) for t, a, b in r.find(group.lines[li]))
+                found = r.find_line(group.lines[li], texts[i], base)
+                spans_by_doc.setdefault(i, []).extend((t, base + a, base + b) for t, a, b in found)
 
 
 # Stage 3 handles at most about this many characters of lines at once: bounded memory for one

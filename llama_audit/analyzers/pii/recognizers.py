@@ -33,6 +33,13 @@ class Recognizer:
     def find(self, text: str) -> list[Span]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def find_line(self, line: str, text: str, start: int) -> list[Span]:
+        """``find`` on one line of a line-local recognizer: ``line`` is ``text[start:start +
+        len(line)]``, offsets are relative to ``line``. A recognizer whose validator also reads
+        the words before a candidate across the line break (the phone recognizer: a catalogue
+        label ending the line above) overrides this and reads them from ``text``."""
+        return self.find(line)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(entity={self.entity!r})"
 
