@@ -50,7 +50,7 @@ def config_hash(config: dict) -> str:
 
 
 # ``.<name>.<8 characters>.tmp``: ours (and tempfile.mkstemp's of earlier versions); nothing else matches
-TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+TMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what _tmp_near creates for <name>
 ROW_GROUP_ROWS = 65536  # annotation rows per parquet row group, whatever the batch size (see AtomicParquetWriter)
 PAUSE_ENV, PAUSE_FILE_ENV = "LLAMA_AUDIT_TEST_PAUSE_AT", "LLAMA_AUDIT_TEST_PAUSE_FILE"
 _pause_counts: dict[str, int] = {}
@@ -188,6 +188,35 @@ class AtomicParquetWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(directories, older_than: float | None,
+                             names: "dict | None" = None) -> list[Path]:
+    """Remove, in each of ``directories`` (not below), the temporaries of our naming
+    (:data:`TMP_NAME`) whose mtime is before ``older_than`` (None: all of them). ``names``
+    (directory -> set of file names) limits a directory to the temporaries of those names, for
+    directories shared with files that are not ours (a cleaned corpus). Returns what was removed."""
+    removed = []
+    for d in directories:
+        allowed = None if names is None else names.get(d)
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            m = TMP_NAME.match(e.name)
+            if not m or (allowed is not None and m["name"] not in allowed):
+                continue
+            try:
+                if not e.is_file(follow_symlinks=False):
+                    continue
+                if older_than is not None and e.stat(follow_symlinks=False).st_mtime >= older_than:
+                    continue
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+            except OSError:
+                continue
+    return removed
+
+
 class OutDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -290,25 +319,8 @@ class OutDir:
         (the start of the oldest live scan lease, on the file system's clock), so that a live
         holder's temporaries – created after it took its lease – are never touched. ``None``: no
         live holder, all of them. Returns what was removed."""
-        removed = []
-        for d in (self.root, self.annotations, self.partials, self.done, self.summary, self.errors):
-            try:
-                entries = list(os.scandir(d))
-            except OSError:
-                continue
-            for e in entries:
-                if not TMP_NAME.match(e.name):
-                    continue
-                try:
-                    if not e.is_file(follow_symlinks=False):
-                        continue
-                    if older_than is not None and e.stat(follow_symlinks=False).st_mtime >= older_than:
-                        continue
-                    os.unlink(e.path)
-                    removed.append(Path(e.path))
-                except FileNotFoundError:
-                    continue
-        return removed
+        return remove_stale_temporaries(
+            [self.root, self.annotations, self.partials, self.done, self.summary, self.errors], older_than)
 
     def read_config(self) -> dict | None:
         try:

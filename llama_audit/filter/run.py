@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from llama_audit.corpus import Shard, ShardUnreadable, format_for
 from llama_audit.filter.expr import Predicate
 from llama_audit.filter.rewrite import redact_spans
 from llama_audit.hashing import fingerprint
-from llama_audit.store import OutDir, atomic_write_json, atomic_write_table, config_hash
+from llama_audit.store import OutDir, atomic_write_json, atomic_write_table, config_hash, remove_stale_temporaries
 
 #: CLEAN/<BOOKKEEPING_DIR>/: filter's own files, never a shard of the cleaned corpus.
 BOOKKEEPING_DIR = "_llama_audit"
@@ -47,10 +46,9 @@ MANIFEST_NAME = "filter_manifest.json"
 LEGACY_STATE_DIR = ".filter"  # where releases before _llama_audit/ kept the state (still resumed)
 #: A rule set dropping more than this share of the documents is warned about.
 DROP_WARN_SHARE = 0.99
-#: A temporary file of ours (``.<name>.<mkstemp suffix>.tmp``, see store._tmp_near) untouched
+#: A temporary file of ours (store.TMP_NAME) untouched
 #: for this long belongs to a killed run: a live writer touches its file as it writes.
 STALE_TMP_SECONDS = 60
-_OUR_TMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 #: The column of the scan's PII spans in other fields (scan --pii-fields); absent otherwise.
 FIELD_SPANS_COLUMN = "pii_field_spans"
 
@@ -419,25 +417,7 @@ def _remove_stale_temporaries(own_dirs: list[Path], shard_dirs: dict[Path, set[s
     """Remove temporaries a killed run left: in our own directories every ``.<name>.XXXXXXXX.tmp``,
     next to the cleaned shards only those of the shard names written there; only if untouched for
     STALE_TMP_SECONDS (a concurrent run's file in progress is left alone). Returns how many."""
-    cutoff = time.time() - STALE_TMP_SECONDS
-    removed = 0
-    candidates = [(d, None) for d in own_dirs] + list(shard_dirs.items())
-    for directory, names in candidates:
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            m = _OUR_TMP.match(entry.name)
-            if not m or (names is not None and m["name"] not in names):
-                continue
-            try:
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-            except OSError:
-                continue
-    return removed
+    return len(remove_stale_temporaries([*own_dirs, *shard_dirs], time.time() - STALE_TMP_SECONDS, names=shard_dirs))
 
 
 def _add(result: FilterResult, rec: dict) -> None:

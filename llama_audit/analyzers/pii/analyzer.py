@@ -228,18 +228,26 @@ def fold_spans(spans: pa.Array, pii_count: pa.Array) -> Counts:
     flat = pc.list_flatten(spans)
     if len(flat) == 0:
         return counts
+    _count_types(spans, flat, counts, "matches/", "documents/")
+    return counts
+
+
+def _count_types(spans: pa.Array, flat: pa.Array, counts: Counts, matches_key: str,
+                 documents_key: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Add per span type T ``matches_key + T`` (spans) and ``documents_key + T`` (documents with
+    one) for a non-empty list<struct<type, ...>> column; returns (parent document per span, type
+    names, type code per span) for further counts."""
     parents = pc.list_parent_indices(spans).to_numpy(zero_copy_only=False).astype(np.int64)
-    encoded = pc.dictionary_encode(pc.struct_field(flat, "type"))
-    names = encoded.dictionary.to_pylist()
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    types = pc.dictionary_encode(pc.struct_field(flat, "type"))
+    names = types.dictionary.to_pylist()
+    codes = types.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     matches = np.bincount(codes, minlength=len(names))
-    doc_type = np.unique(parents * len(names) + codes)
-    documents = np.bincount(doc_type % len(names), minlength=len(names))
+    documents = _documents_per_code(parents, codes, len(names))
     for k, name in enumerate(names):
         if matches[k]:
-            counts[f"matches/{name}"] = int(matches[k])
-            counts[f"documents/{name}"] = int(documents[k])
-    return counts
+            counts[matches_key + name] = int(matches[k])
+            counts[documents_key + name] = int(documents[k])
+    return parents, names, codes
 
 
 def field_spans_to_column(per_doc: list[list[tuple[str, str, int, int]]]) -> pa.Array:
@@ -266,16 +274,7 @@ def fold_field_spans(spans: pa.Array) -> Counts:
     flat = pc.list_flatten(spans)
     if len(flat) == 0:
         return counts
-    parents = pc.list_parent_indices(spans).to_numpy(zero_copy_only=False).astype(np.int64)
-    types = pc.dictionary_encode(pc.struct_field(flat, "type"))
-    type_names = types.dictionary.to_pylist()
-    type_codes = types.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    matches = np.bincount(type_codes, minlength=len(type_names))
-    documents = _documents_per_code(parents, type_codes, len(type_names))
-    for k, name in enumerate(type_names):
-        if matches[k]:
-            counts[FIELDS_MATCHES + name] = int(matches[k])
-            counts[FIELDS_DOCUMENTS + name] = int(documents[k])
+    parents, type_names, type_codes = _count_types(spans, flat, counts, FIELDS_MATCHES, FIELDS_DOCUMENTS)
     personal = np.array([name not in NOT_PII for name in type_names], dtype=bool)[type_codes]
     if personal.any():
         counts[FIELDS_DOCUMENTS_WITH_PII] = int(np.unique(parents[personal]).size)
