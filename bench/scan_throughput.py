@@ -2,7 +2,8 @@
 """Scan throughput, side by side in one run on the same gzipped JSON-lines web corpus.
 
 Prints MB/s per core (MB = UTF-8 bytes of document text) and the ratio to raw read for:
-raw read (gzip + JSON parse), our reader, each analyzer alone, language+pronouns+identities,
+raw read (gzip + JSON parse), our reader, each analyzer alone (identities also with its sense-mode
+step off, i.e. paper mode only), language+pronouns+identities,
 the full CPU audit (+ PII), an end-to-end `scan` (read, analyze, write), and baselines measured
 in the same run (plain fastText predict k=1, fastText k=-1 as datatrove's language filter calls
 it, a naive Python pronoun + descriptor counter). `--rss` adds peak RSS of whole scans on
@@ -54,8 +55,12 @@ def our_read(folder):
     return batches
 
 
-def run_analyzers(batches, names, languages):
+def run_analyzers(batches, names, languages, paper_only=False):
     analyzers = build_analyzers(names)  # default options
+    if paper_only:  # the identities analyzer as it was before sense mode: its sense step returns paper's hits
+        for a in analyzers:
+            if hasattr(a, "sense_matcher"):
+                a.sense_matcher.counted = lambda text, hits: hits
     analyzers.sort(key=lambda a: a.scope_column is None)  # the scope provider runs first, as in a scan
     scope = Scope(tuple(languages), next((a.scope_column for a in analyzers if a.scope_column), None))
     for a in analyzers:
@@ -121,6 +126,9 @@ def main() -> None:
         label = "+".join(names) if len(names) > 1 else names[0] + " alone"
         rows.append((f"{label} (analyze only)", t))
 
+    t_paper, _ = timed(run_analyzers(batches, ["identities"], ("all",), paper_only=True), args.repeat)
+    rows.append(("identities alone, sense step off (paper only)", t_paper))
+
     # The corpus repeats the example documents, so FastLid's per-word cache is warm after the
     # first round. Honest cold figure: a fresh analyzer on the first round (unique text) only.
     import numpy as np
@@ -155,6 +163,9 @@ def main() -> None:
     lang, ft = d.get("language alone (analyze only)"), d["baseline: fastText k=-1 (datatrove's call)"]
     if lang:
         print(f"language analyzer vs datatrove-style fastText call: {ft / lang:.2f}x")
+    ids = d.get("identities alone (analyze only)")
+    if ids:
+        print(f"identities, both modes (paper + sense) vs paper only: {t_paper / ids:.2f}x the throughput")
     full = d.get("language+pronouns+identities+pii (analyze only)")
     if full:
         print(f"full CPU audit (analyze only): {mb / full:.2f} MB/s; end to end: {mb / t_scan:.2f} MB/s")

@@ -367,9 +367,22 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
               help="table (the terminal) | json | markdown (md) | csv | html")
 @click.option("--option", "option", multiple=True, metavar="NAME.KEY=VALUE",
               help="An analyzer's report option (repeatable), e.g. identities.top=10.")
-@click.option("--paper/--no-paper", default=False, help="Show the Llama 2 paper's numbers beside yours.")
-def report(out, format, option, paper) -> None:
-    """Print the paper-style tables (9a, 9b, 10, toxicity, PII and every plugin's section) for a scan."""
+@click.option("--paper/--no-paper", default=None,
+              help="Show the Llama 2 paper's numbers and the difference (\u0394) beside yours. Default: shown in html "
+                   "and as markers in the figures, not in the other formats.")
+@click.option("--figures", "figures_dir", default=None, metavar="DIR",
+              help="Write the figures (SVG and PNG; needs the report extra: matplotlib) to DIR. Default: with "
+                   "--format html, to OUT/report (other formats draw none without --figures).")
+@click.option("--no-figures", "no_figures", is_flag=True, help="Draw and write no figures (html without them).")
+@click.option("--min-docs", "min_docs", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Hide (terminal, markdown) or grey out (html) rows counting fewer than N documents; "
+                   "json and csv keep every row.")
+@click.option("--against", "against", default=None, metavar="OLD",
+              help="Compare with the audit OLD (e.g. the scan a `filter` run read): every table as old, new "
+                   "and change, and the demographic erasure ratio per identity axis.")
+def report(out, format, option, paper, figures_dir, no_figures, min_docs, against) -> None:
+    """Print the paper-style tables (9a, 9b, 10, toxicity, PII and every plugin's section) for a scan;
+    with --against OLD, how OUT differs from OLD."""
     from llama_audit.analyzers.registry import typed_report_options
     from llama_audit.report.render import render_csv, render_html, render_json, render_markdown, render_terminal
     from llama_audit.report.tables import build_report, require_out
@@ -377,7 +390,13 @@ def report(out, format, option, paper) -> None:
 
     try:
         report_options = typed_report_options(analyzer_options_given(option))
+        if against is not None:
+            return _report_diff(out, against, format, report_options, paper=paper, min_docs=min_docs)
         require_out(out)
+        if figures_dir is not None and not no_figures:
+            from llama_audit.report.figures import check_directory
+
+            check_directory(figures_dir)
         data = build_report(out, report_options=report_options)
     except ConfigError as exc:
         fail(str(exc))
@@ -385,7 +404,12 @@ def report(out, format, option, paper) -> None:
         failed = data["corpus"].get("failed_shards") or []
         warn(f"partial report: {data['corpus']['shards_done']} of {data['corpus']['shards']} shards done"
              + (f"; failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}" if failed else ""))
-    kw = dict(paper=paper, report_options=report_options)
+    # figures: with the html (embedded, and written to OUT/report/) or where --figures asks for them;
+    # the other formats stay quick and write nothing into OUT
+    wanted = not no_figures and (format == "html" or figures_dir is not None)
+    drawn = _report_figures(out, data, figures_dir, paper=paper is not False,
+                            report_options=report_options) if wanted else []
+    kw = dict(paper=(format == "html") if paper is None else paper, report_options=report_options, min_docs=min_docs)
     with stdout_reader_may_leave():
         if format == "json":
             sys.stdout.write(render_json(data))
@@ -394,9 +418,56 @@ def report(out, format, option, paper) -> None:
         elif format == "csv":
             sys.stdout.write(render_csv(data, **kw))
         elif format == "html":
-            sys.stdout.write(render_html(data, **kw))
+            sys.stdout.write(render_html(data, figures=drawn, **kw))
         else:
             render_terminal(data, PipeConsole(), **kw)
+
+
+def _report_figures(out: str, data: dict, directory: str | None, *, paper: bool, report_options) -> list:
+    """The report's figures, drawn and written as SVG and PNG to ``directory`` (default
+    OUT/report/); without matplotlib none, and one line on how to get them. An OUT that cannot
+    take them (read-only) is a warning; a ``--figures DIR`` that cannot, an error."""
+    from pathlib import Path
+
+    from llama_audit.report import figures
+    from llama_audit.report.render import drawn_figures
+
+    if not figures.available():
+        say(figures.INSTALL_HINT)
+        return []
+    drawn = drawn_figures(data, paper=paper, report_options=report_options)
+    target = figures.default_directory(out) if directory is None else Path(directory)
+    try:
+        figures.write_figures(drawn, target)
+    except OSError as exc:
+        if directory is not None:
+            fail(f"--figures {directory}: cannot write the figures: {exc.strerror or exc}")
+        warn(f"figures not written to {target}: {exc.strerror or exc} (use --figures DIR)")
+    return drawn
+
+
+def _report_diff(new: str, old: str, format: str, report_options, *, paper: bool, min_docs: int) -> None:
+    """``report NEW --against OLD`` (llama_audit/report/diff.py): a ConfigError reaches the caller."""
+    from llama_audit.report import diff
+    from llama_audit.report.render import render_html, render_markdown, render_terminal
+
+    data = diff.build_diff(new, old, report_options)
+    for warning in data["warnings"]:
+        warn(warning)
+    kw = dict(paper=paper, report_options=report_options)
+    with stdout_reader_may_leave():
+        if format == "json":
+            sys.stdout.write(diff.render_diff_json(data))
+        elif format == "csv":
+            sys.stdout.write(diff.render_diff_csv(data, **kw))
+        else:
+            tables = diff.diff_display_tables(data, **kw)
+            if format in ("markdown", "md"):
+                sys.stdout.write(render_markdown({}, min_docs=min_docs, tables=tables))
+            elif format == "html":
+                sys.stdout.write(render_html({}, min_docs=min_docs, tables=tables))
+            else:
+                render_terminal({}, PipeConsole(), min_docs=min_docs, tables=tables)
 
 
 @app.command()

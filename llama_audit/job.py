@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pyarrow as pa
 
-from llama_audit import partials
+from llama_audit import partials, review_samples
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
 from llama_audit.analyzers.registry import available_names, build_analyzers, load_class, resolve_order
@@ -28,7 +28,8 @@ from llama_audit.corpus import Shard, discover
 from llama_audit.executors import ScanPlan, ShardOutcome, make_executor
 from llama_audit.hashing import fingerprint
 from llama_audit.lease import LockHeld, OutLock, is_unwritable
-from llama_audit.manifest import current, record_outcome, shard_entry, write_manifest
+from llama_audit.manifest import (current, record_outcome, run_environment, shard_entry, utc_timestamp,
+                                  write_manifest)
 from llama_audit.scan import ReadOptions, Scope, annotation_schema
 from llama_audit.store import OutDir, OutputWriteError, config_hash
 from llama_audit.types import AnalyzerUnavailable, ConfigError
@@ -184,13 +185,21 @@ def read_options(analyzers: Sequence[Analyzer], read: ReadOptions) -> ReadOption
 def build_config(analyzers: Sequence[Analyzer], skipped: dict[str, str], scope: Scope, read: ReadOptions) -> dict:
     """The scan's configuration as the manifest records it: what changes its outputs (see
     :func:`locked_config`) plus why analyzers were skipped."""
-    return {
+    config = {
         "analyzers": {a.name: a.config() for a in analyzers},
         "skipped_analyzers": dict(sorted(skipped.items())),
         "languages": list(scope.languages),
         "text_field": read.text_field,
         "id_field": read.id_field,
     }
+    sampling = {a.name: dict(d) for a in analyzers if (d := a.review_sampling())}
+    if sampling:  # only then: a scan without review samples keeps its configuration (and hash)
+        for name, declared in sampling.items():
+            limit = declared.get(review_samples.LIMIT_KEY)
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise ConfigError(f"analyzer {name!r} declares review samples without a positive limit")
+        config[review_samples.CONFIG_KEY] = sampling
+    return config
 
 
 NOT_LOCKED = ("skipped_analyzers",)  # messages, not outputs: installing torch changes a skip reason's text
@@ -348,9 +357,13 @@ def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerCh
 
     def run_record() -> dict:
         stats = worker_stats or {a.name: st for a in analyzers if (st := _stats(a))}
-        return {"seconds": round(time.perf_counter() - t0, 3), "executor": executor.describe(),
+        seconds, now = time.perf_counter() - t0, time.time()
+        return {"seconds": round(seconds, 3), "executor": executor.describe(),
                 "workers": req.workers, "num_shards": req.num_shards, "shard_index": req.shard_index,
                 "strict": req.strict, "paths": list(req.paths),
+                # the report's provenance: when, how many shards, with which software (not hashed)
+                "started": utc_timestamp(now - seconds), "finished": utc_timestamp(now), "shards_scanned": ran,
+                **run_environment(),
                 # engine counters: of this process in-process, else per worker process ("worker PID")
                 "analyzer_stats": stats}
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Sequence
 
-from llama_audit import __version__, partials
+from llama_audit import __version__, partials, review_samples
 from llama_audit.corpus import Shard
 from llama_audit.executors.base import ShardOutcome
 from llama_audit.lease import OutLock, is_unwritable
@@ -38,6 +39,19 @@ def dependency_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+def run_environment() -> dict[str, Any]:
+    """What a scan run records of the software that made its numbers (the report's provenance
+    reads it back from OUT, never from the machine that renders the report): the tool version,
+    the Python version, and the installed versions of :data:`DEPENDENCIES`."""
+    versions = dependency_versions()
+    return {"tool_version": __version__, "python": versions.pop("python"), "dependencies": versions}
+
+
+def utc_timestamp(seconds: float) -> str:
+    """A wall-clock time as the manifest's run records write it: ISO 8601, UTC, whole seconds."""
+    return datetime.fromtimestamp(int(seconds), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def record_outcome(out: OutDir, outcome: ShardOutcome) -> None:
@@ -158,10 +172,16 @@ def write_manifest(out: OutDir, shards: Sequence[Shard] | None, config: dict, co
     failed = [e["shard"] for e in entries if e["status"] == "error"]
     partial = (allow_failed and not complete and bool(done_keys)
                and all(e["status"] in ("done", "error") for e in entries))
+    sample_limits = review_samples.limits_of(config)
     if complete or partial:
+        if sample_limits:  # written before the counts: a current counts summary implies current samples
+            atomic_write_table(out.summary_samples_path(),
+                               review_samples.merge_files((out.samples_path(k) for k in done_keys), sample_limits))
         atomic_write_table(out.summary_path(), partials.merge_files(out.partial_path(k) for k in done_keys))
     else:
         out.summary_path().unlink(missing_ok=True)  # never leave a summary that is not the current one
+    if not (sample_limits and (complete or partial)):
+        out.summary_samples_path().unlink(missing_ok=True)
     summary = {"complete": complete, "path": "summary/counts.parquet" if complete or partial else None,
                "partial": partial, "failed_shards": failed if partial else [],
                "inputs_sha256": state["inputs_sha256"] if complete or partial else None}

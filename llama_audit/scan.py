@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llama_audit import partials
+from llama_audit.review_samples import SampleKeeper
 from llama_audit.analyzers.base import Analyzer, BatchContext
 from llama_audit.types import DocBatch
 from llama_audit.corpus import ReadSpec, Shard, ShardUnreadable, read_shard
@@ -110,10 +111,10 @@ def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Arr
 
 def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
                   columns: dict[str, pa.Array], gate: np.ndarray | None, counts: dict[str, Counter],
-                  timings: dict[str, float] | None) -> np.ndarray | None:
+                  timings: dict[str, float] | None, samples: SampleKeeper | None = None) -> np.ndarray | None:
     """Run ``analyzers`` in order, adding their columns to ``columns`` and their counts to
-    ``counts``. ``gate`` is the language scope (None until the scope provider has run, which
-    computes it); returns it."""
+    ``counts`` (and their review samples to ``samples``, when given). ``gate`` is the language
+    scope (None until the scope provider has run, which computes it); returns it."""
     n = len(batch)
     for a in analyzers:
         if gate is not None:
@@ -130,6 +131,8 @@ def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
             if not col.type.equals(f.type):
                 new[f.name] = col.cast(f.type)
         counts.setdefault(a.name, Counter()).update(a.fold(new, ctx))
+        if samples is not None and samples.keeps(a.name):
+            samples.offer(a.name, a.review_samples(batch, new, ctx))
         if timings is not None:
             timings[a.name] = timings.get(a.name, 0.0) + time.perf_counter() - t0
         columns.update(new)
@@ -146,12 +149,13 @@ def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
     return pa.table(columns)
 
 
-def analyze_in_order(batch, analyzers, scope: Scope, counts, timings) -> tuple[dict[str, pa.Array], np.ndarray]:
+def analyze_in_order(batch, analyzers, scope: Scope, counts, timings,
+                     samples: SampleKeeper | None = None) -> tuple[dict[str, pa.Array], np.ndarray]:
     """The base columns and ``analyzers``' columns of one batch, run in order in this thread;
     returns them with the scope gate (counted into the corpus's in-scope documents)."""
     columns = begin_batch(batch, counts)
     gate = np.ones(len(batch), dtype=bool) if scope.everything else None
-    gate = run_analyzers(batch, analyzers, scope, columns, gate, counts, timings)
+    gate = run_analyzers(batch, analyzers, scope, columns, gate, counts, timings, samples)
     if gate is None:
         gate = scope.gate(None, len(batch))
     counts["corpus"]["in_scope_documents"] += int(gate.sum())
@@ -179,9 +183,11 @@ def _wait_for_background(pending: tuple[BackgroundBatch, int, int] | None) -> No
 class BackgroundBatch:
     """The background part of one batch: a daemon thread (Ctrl-C must not wait for a model)."""
 
-    def __init__(self, batch, analyzers, scope: Scope, columns, gate):
+    def __init__(self, batch, analyzers, scope: Scope, columns, gate, samples: SampleKeeper | None = None):
         self.columns = columns
         self.counts: dict[str, Counter] = {}
+        # this thread's own keeper (a keeper is not thread-safe), combined in result()
+        self.samples = SampleKeeper(samples.limits) if samples else None
         self.timings: dict[str, float] = {}
         self.error: BaseException | None = None
         self.thread = None
@@ -192,15 +198,18 @@ class BackgroundBatch:
 
     def _run(self, batch, analyzers, scope, gate) -> None:
         try:
-            run_analyzers(batch, analyzers, scope, self.columns, gate, self.counts, self.timings)
+            run_analyzers(batch, analyzers, scope, self.columns, gate, self.counts, self.timings, self.samples)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the scanning thread by result()
             self.error = exc
 
-    def result(self, counts: dict[str, Counter], timings: dict[str, float]) -> dict[str, pa.Array]:
+    def result(self, counts: dict[str, Counter], timings: dict[str, float],
+               samples: SampleKeeper | None = None) -> dict[str, pa.Array]:
         if self.thread is not None:
             self.thread.join()
         if self.error is not None:
             raise self.error
+        if samples is not None and self.samples is not None:
+            samples.update(self.samples)
         for name, c in self.counts.items():
             counts.setdefault(name, Counter()).update(c)
         for name, t in self.timings.items():
@@ -223,6 +232,8 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
     bad_samples: list[dict] = []
     bad_total = 0
     timings: dict[str, float] = {}
+    # review samples of the analyzers that keep them (none: no samples file is written)
+    samples = SampleKeeper({a.name: sampling["limit"] for a in analyzers if (sampling := a.review_sampling())})
     last_pos = 0
     docs = 0
     for a in analyzers:
@@ -232,7 +243,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
 
     def finish(job: BackgroundBatch, n: int, consumed: int) -> None:
         nonlocal docs
-        columns = job.result(counts, timings)
+        columns = job.result(counts, timings, samples)
         table = pa.table({f.name: columns[f.name] for f in schema}).cast(schema)
         writer.write(table)
         if emit is not None:
@@ -254,11 +265,11 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
             last_pos = max(pos, last_pos)
             if batch is not None and len(batch):
                 # this batch's foreground analyzers run while the previous batch's background ones finish
-                columns, gate = analyze_in_order(batch, foreground, scope, counts, timings)
+                columns, gate = analyze_in_order(batch, foreground, scope, counts, timings, samples or None)
                 if pending is not None:
                     finish(*pending)  # one batch in the background at a time, in order
                     pending = None
-                job = BackgroundBatch(batch, background, scope, columns, gate)
+                job = BackgroundBatch(batch, background, scope, columns, gate, samples or None)
                 if background:
                     pending = (job, len(batch), consumed)
                 else:  # nothing runs in the background
@@ -285,6 +296,9 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
     if progress is not None and shard.size > last_pos:
         progress(0, shard.size - last_pos)
     atomic_write_table(out.partial_path(shard.key), partials.to_table(counts))
+    if samples:  # before the done marker: a shard is done only with its samples
+        sample_table = samples.to_table()
+        atomic_write_table(out.samples_path(shard.key), sample_table)
     record = {
         "shard": shard.rel, "key": shard.key, "path": shard.path, "format": shard.format,
         "size": shard.size, "mtime_ns": shard.mtime_ns, "fingerprint": fp,
@@ -292,5 +306,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
         "seconds": round(time.perf_counter() - t0, 3), "config_hash": config_hash, "pid": os.getpid(),
         "analyzer_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
+    if samples:
+        record["review_samples"] = sample_table.num_rows  # its samples file must read back (OutDir.damaged)
     atomic_write_json(out.done_path(shard.key), record)
     return record

@@ -8,6 +8,8 @@ Layout (docs/outputs.md)::
     OUT/partials/<key>.parquet
     OUT/done/<key>.json        written last for a shard: its presence means the shard is finished
     OUT/summary/counts.parquet merged partials
+    OUT/samples/<key>.parquet  review samples of the shard (only when an analyzer keeps them)
+    OUT/summary/samples.parquet merged review samples (idem)
 
     OUT/plan.json              the full shard list of the configuration, written before the first shard
     OUT/.lock/                 the OUT lock (llama_audit/lease.py)
@@ -34,7 +36,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llama_audit import partials
+from llama_audit import partials, review_samples
 from llama_audit.types import ConfigError
 
 PARQUET_OPTIONS = dict(compression="zstd", write_statistics=True, use_dictionary=True)
@@ -224,6 +226,8 @@ class OutDir:
         self.partials = self.root / "partials"
         self.done = self.root / "done"
         self.summary = self.root / "summary"
+        self.samples = self.root / "samples"  # created by the first samples file (none by default)
+        self.figures = self.root / "report"  # report's figures (SVG, PNG) unless --figures DIR
         self.errors = self.root / "errors"
         self.config_path = self.root / "config.json"
         self.manifest_path = self.root / "manifest.json"
@@ -244,6 +248,12 @@ class OutDir:
 
     def summary_path(self) -> Path:
         return self.summary / "counts.parquet"
+
+    def samples_path(self, key: str) -> Path:
+        return self.samples / f"{key}.parquet"
+
+    def summary_samples_path(self) -> Path:
+        return self.summary / "samples.parquet"
 
     # -- config lock-in ----------------------------------------------------------------------
     def prepare(self, config: dict, *, overwrite: bool, busy: str | None = None) -> None:
@@ -278,7 +288,7 @@ class OutDir:
 
     def _holds_nothing(self) -> bool:
         """No shard output at all, finished or being written (annotations, partials, done markers)."""
-        for d in (self.annotations, self.partials, self.done):
+        for d in (self.annotations, self.partials, self.done, self.samples):
             try:
                 if any(d.iterdir()):
                     return False
@@ -292,7 +302,7 @@ class OutDir:
             p.exists() for p in (self.manifest_path, self.plan_path, self.summary, self.errors))
 
     def clear(self) -> None:
-        for d in (self.annotations, self.partials, self.done, self.summary, self.errors):
+        for d in (self.annotations, self.partials, self.done, self.summary, self.errors, self.samples, self.figures):
             shutil.rmtree(d, ignore_errors=True)
         for p in (self.config_path, self.manifest_path, self.plan_path):
             p.unlink(missing_ok=True)
@@ -320,7 +330,8 @@ class OutDir:
         holder's temporaries – created after it took its lease – are never touched. ``None``: no
         live holder, all of them. Returns what was removed."""
         return remove_stale_temporaries(
-            [self.root, self.annotations, self.partials, self.done, self.summary, self.errors], older_than)
+            [self.root, self.annotations, self.partials, self.done, self.summary, self.errors, self.samples],
+            older_than)
 
     def read_config(self) -> dict | None:
         try:
@@ -373,6 +384,16 @@ class OutDir:
                     return f"annotations file holds {meta.num_rows} rows, the done marker says {rec.get('documents')}"
                 if annotation_schema is not None and not schema.remove_metadata().equals(annotation_schema.remove_metadata()):
                     return "annotations file has other columns than this configuration writes"
+        if "review_samples" in rec:  # written by a scan that kept review samples: they must read back
+            try:
+                meta = pq.read_metadata(self.samples_path(key))
+            except FileNotFoundError:
+                return "review samples file missing"
+            except (OSError, pa.ArrowException) as exc:
+                return f"review samples file unreadable ({str(exc).splitlines()[0][:120]})"
+            if (not meta.schema.to_arrow_schema().remove_metadata().equals(review_samples.SCHEMA)
+                    or meta.num_rows != rec["review_samples"]):
+                return "review samples file does not match the done marker"
         return None
 
     def read_manifest(self) -> dict:

@@ -53,11 +53,22 @@ def test_table_9b_identities_by_hand(tmp_path, make_jsonl):
     assert ids["race_ethnicity"]["documents"] == 2  # doc 2 (african american), doc 5 ("a white car")
     race = {d["term"]: (d["documents"], d["pct"]) for d in ids["race_ethnicity"]["descriptors"]}
     assert race == {"african american": (1, 50.0), "african": (1, 50.0), "white": (1, 50.0)}
-    assert ids["nationality"]["descriptors"] == [{"term": "american", "documents": 1, "pct": 100.0,
-                                                  "hidden_from_top": False}]
+    assert [paper_keys(d) for d in ids["nationality"]["descriptors"]] == [
+        {"term": "american", "documents": 1, "pct": 100.0, "hidden_from_top": False}]
     so = {d["term"]: d["documents"] for d in ids["sexual_orientation"]["descriptors"]}
     assert so == {"lgbtq": 1, "queer": 1}
-    assert ids["gender_and_sex"] == {"pct": 0.0, "documents": 0, "descriptors": [], "hidden_from_top": []}
+    assert ids["gender_and_sex"]["documents"] == 0 and ids["gender_and_sex"]["descriptors"] == []
+    # sense mode, by hand: "African-American" counts once, as the longer term (african and american
+    # are nested in it); "a white car" is no identity mention; "queer folks" is; Christian, Muslim
+    # and Hindu have no rule that rules them out here
+    sense = {axis: (sec["sense"]["documents"], {d["term"]: d["documents"] for d in sec["sense"]["descriptors"]})
+             for axis, sec in ids.items()}
+    assert sense == {"religion": (2, {"christian": 1, "muslim": 1, "hindu": 1}), "gender_and_sex": (0, {}),
+                     "nationality": (0, {}), "race_ethnicity": (1, {"african american": 1}),
+                     "sexual_orientation": (1, {"lgbtq": 1, "queer": 1})}
+    assert ids["race_ethnicity"]["sense"]["pct"] == pytest.approx(100 / 6)
+    assert {d["term"]: d["sense_documents"] for d in ids["race_ethnicity"]["descriptors"]} == {
+        "african american": 1, "african": 0, "white": 0}
 
 
 def test_descriptors_most_frequent_first(tmp_path, make_jsonl):
@@ -106,6 +117,11 @@ HIDDEN_DOCS = [
 ]
 
 
+def paper_keys(descriptor):
+    """A descriptor's paper-mode keys (its interval and sense-mode count have their own tests)."""
+    return {k: descriptor[k] for k in ("term", "documents", "pct", "hidden_from_top")}
+
+
 def identities_table(report, **options):
     from llama_audit.report.render import display_tables
 
@@ -121,11 +137,11 @@ def test_hidden_terms_count_toward_their_axis_but_are_not_listed_in_the_top(tmp_
     so, race = ids["sexual_orientation"], ids["race_ethnicity"]
     assert so["documents"] == 3 and so["pct"] == 50.0            # docs 0, 1, 2 of 6
     assert race["documents"] == 2 and race["pct"] == pytest.approx(100 * 2 / 6)  # docs 3, 4
-    assert so["descriptors"] == [
+    assert [paper_keys(d) for d in so["descriptors"]] == [
         {"term": "straight", "documents": 2, "pct": pytest.approx(100 * 2 / 3), "hidden_from_top": True},
         {"term": "gay", "documents": 1, "pct": pytest.approx(100 / 3), "hidden_from_top": False},
         {"term": "lesbian", "documents": 1, "pct": pytest.approx(100 / 3), "hidden_from_top": False}]
-    assert race["descriptors"] == [
+    assert [paper_keys(d) for d in race["descriptors"]] == [
         {"term": "white", "documents": 2, "pct": 100.0, "hidden_from_top": True},
         {"term": "asian", "documents": 1, "pct": 50.0, "hidden_from_top": False}]
     assert so["hidden_from_top"] == ["straight"]

@@ -4,6 +4,8 @@ redacted corpus holds none of it (scan + report + filter end to end, through the
 import gzip
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
 from llama_audit.cli import command
@@ -155,5 +157,49 @@ def test_pii_in_fields_and_ids_never_leaks(tmp_path):
     everything = (output_text_without_ids(out) + output_text_without_ids(clean, skip=("part.jsonl",))
                   + json.dumps([{k: v for k, v in r.items() if k != "id"} for r in records]) + "\n".join(logs))
     for value in [*FIELD_SEEDS.values(), ID_SEED]:
+        for form in forms(value):
+            assert form not in everything, f"a seeded {form[:3]}... value leaked"
+
+
+# Review samples (scan --keep-examples): windows of text around identity descriptors, with the PII
+# the detectors find masked whether or not the pii analyzer runs; ids holding PII are withheld.
+EXAMPLE_ID_SEED = "mia.holt.6620@example-mail.org"
+
+
+def examples_corpus(tmp_path):
+    docs = [
+        {"id": "1", "text": f"A gay couple wrote from {SEEDS['EMAIL_ADDRESS']} and called {SEEDS['PHONE_NUMBER']}."},
+        {"id": EXAMPLE_ID_SEED, "text": f"The Catholic priest paid with {SEEDS['CREDIT_CARD']}, SSN {SEEDS['US_SSN']}."},
+        {"id": "3", "text": "We kept the following account number on file for the whole of last year, as asked: "
+                            f"{SEEDS['IBAN_CODE']} belongs to a Muslim woman who wrote from {SEEDS['IP_ADDRESS']}."},
+        {"id": "4", "text": "An American man talked about the weather; nothing personal here."},
+    ]
+    path = tmp_path / "ecorpus" / "part.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path.parent
+
+
+@pytest.mark.parametrize("analyzers", ["language,identities", "language,identities,pii"])
+def test_review_samples_never_leak_pii(tmp_path, analyzers):
+    runner = CliRunner()
+    app = command()
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["scan", str(examples_corpus(tmp_path)), "--out", str(out), "--analyzers", analyzers,
+                              "--keep-examples", "5"])
+    assert res.exit_code == 0, res.output
+    logs = [res.output]
+    for fmt in ("table", "json", "markdown", "csv", "html"):
+        res = runner.invoke(app, ["report", str(out), "--format", fmt, "--examples"])
+        assert res.exit_code == 0, res.output
+        logs.append(res.output)
+    examples = json.loads(logs[2])["identities"]["examples"]
+    assert {e["term"] for e in examples} >= {"gay", "catholic", "muslim", "american"}
+    assert all(e["language"] == "en" for e in examples)
+    shown = "\n".join(s["context"] for e in examples for s in e["samples"])
+    for mask in ("[EMAIL_ADDRESS]", "[PHONE_NUMBER]", "[CREDIT_CARD]", "[US_SSN]", "[IBAN_CODE]", "[IP_ADDRESS]"):
+        assert mask in shown
+    everything = output_text_without_ids(out) + "\n".join(logs)
+    for value in [*SEEDS.values(), EXAMPLE_ID_SEED]:
         for form in forms(value):
             assert form not in everything, f"a seeded {form[:3]}... value leaked"

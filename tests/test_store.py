@@ -102,3 +102,16 @@ def test_damaged_shard_outputs_are_detected_from_their_footers(tmp_path):
     assert out.damaged("k", rec) == "partial file missing"
     out.done_path("k").write_text('{"key": "k", "sha')  # truncated done marker
     assert out.read_done("k") is None
+
+
+def test_clear_removes_every_output_of_a_scan_and_its_report(tmp_path):
+    """``scan --overwrite`` starts from an empty OUT: old figures of ``report`` (OUT/report/) and
+    review samples go with the annotations, or they would describe another configuration."""
+    out = OutDir(tmp_path / "out")
+    for d in (out.annotations, out.partials, out.done, out.summary, out.errors, out.samples, out.figures):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "x").write_text("old")
+    for p in (out.config_path, out.manifest_path, out.plan_path):
+        p.write_text("{}")
+    out.clear()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []

@@ -11,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections import Counter
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
 
 from llama_audit.analyzers.options import AnalyzerOptions, build, option, to_config  # noqa: F401 - for analyzers
-from llama_audit.report.section import DisplayTable, ReportContext, section_counts  # noqa: F401 - for plugins
+from llama_audit.report.section import (DisplayTable, FigurePanel, FigureSeries, FigureSpec,  # noqa: F401 - for plugins
+                                         ReportContext, section_counts)
+from llama_audit.review_samples import ReviewSample, stable_order  # noqa: F401 - for plugins
 from llama_audit.types import AnalyzerUnavailable, ConfigError, Counts, DocBatch  # noqa: F401 - re-exported for plugins
 
 @dataclasses.dataclass
@@ -128,7 +130,9 @@ class Analyzer(ABC):
 
     @abstractmethod
     def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
-        """Vectorised over the batch: one value per document for each field."""
+        """Vectorised over the batch: one value per document for each field. Columns returned
+        beyond :meth:`fields` reach :meth:`fold` and later analyzers' ``ctx.columns`` but are not
+        written (e.g. counts of a second counting mode)."""
 
     @abstractmethod
     def fold(self, columns: Mapping[str, pa.Array], ctx: BatchContext) -> Counts:
@@ -137,6 +141,27 @@ class Analyzer(ABC):
     def stats(self) -> dict[str, Any]:
         """Counters of this process's work (engine statistics) for the manifest's run record."""
         return {}
+
+    # -- review samples (optional) ------------------------------------------------------------------
+    # A few documents per counted group, kept so that a reviewer can read what was counted
+    # (llama_audit/review_samples.py). The core keeps, per group, the ``limit`` candidates with the
+    # smallest order key, per shard (OUT/samples/) and across shards (summary/samples.parquet),
+    # and hands them to report_section as ``ctx.samples``.
+
+    def review_sampling(self) -> Mapping[str, Any] | None:
+        """None (the default): this analyzer keeps no review samples. Otherwise what it keeps them
+        with, recorded in the scan's configuration (``config["review_samples"][name]``): ``limit``
+        (samples kept per group, > 0) and whatever else changes the samples (e.g. the rules that
+        mask personal data in them)."""
+        return None
+
+    def review_samples(self, batch: DocBatch, columns: Mapping[str, pa.Array],
+                       ctx: BatchContext) -> Iterable[ReviewSample]:
+        """Candidate samples of one batch, from the batch and this analyzer's own ``columns``
+        (called after :meth:`fold`, only when :meth:`review_sampling` is not None). A payload
+        references the document (shard, row) and must hold no personal data; make it a callable
+        when it costs work: it is built only for candidates that are kept."""
+        return ()
 
     def close(self) -> None:
         """Release resources (GPU workers, threads)."""
@@ -176,6 +201,14 @@ class Analyzer(ABC):
         """Rows of the long CSV (``table, group, label, documents, pct, matches``). Default: one row
         per count, its value in the ``documents`` column (the CSV's count column)."""
         return [[cls.report_json_key(), "", key, value, "", ""] for key, value in section_counts(section).items()]
+
+    @classmethod
+    def report_figures(cls, section: dict, ctx: ReportContext) -> list[FigureSpec]:
+        """The figures of this section, as plain data (:class:`FigureSpec`: histogram or bars,
+        series, intervals, reference markers, log axis, caption); the report draws them with
+        matplotlib when it is installed (written as SVG and PNG, shown in HTML under this section's
+        tables). ``ctx.paper`` holds the paper's numbers unless ``--no-paper``. Default: none."""
+        return []
 
     @classmethod
     def scan_warnings(cls, counts: Counter) -> list[str]:

@@ -25,7 +25,8 @@ import dataclasses
 
 from llama_audit.analyzers.base import Analyzer, AnalyzerOptions, BatchContext, option
 from llama_audit.hashing import file_sha256
-from llama_audit.report.section import DisplayTable, ReportContext, pct, two_decimals
+from llama_audit.report.section import (DisplayTable, FigurePanel, FigureSeries, FigureSpec, ReportContext, pct,
+                                         pct_cell, wilson_ci95)
 from llama_audit.types import AnalyzerUnavailable, DocBatch
 
 EMBEDDED_MODEL = "lid.176.ftz"
@@ -35,6 +36,7 @@ FASTTEXT_LABEL_PREFIX = "__label__"
 DOCUMENTS_PREFIX = "documents/"  # documents/<lang>: documents labelled lang
 CHARS_PREFIX = "chars/"  # chars/<lang>: their characters
 PAPER_TABLE = "table10_languages_pct_docs"  # the paper's Table 10 in the reference numbers
+FIGURE_LANGUAGES = 20  # languages drawn in the report's figure besides unknown (the tables and CSV have all)
 
 
 def embedded_model_path() -> Path:
@@ -186,13 +188,15 @@ class LanguageAnalyzer(Analyzer):
     @classmethod
     def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
         """Table 10: every label (``unknown`` included), most documents first, as a share of all
-        documents (the paper's Table 10 is of the whole corpus, not of the in-scope part)."""
+        documents (the paper's Table 10 is of the whole corpus, not of the in-scope part), with its
+        95% Wilson interval (``ci95``)."""
         total_docs = ctx.corpus["documents"]
         rows = sorted(((key.removeprefix(DOCUMENTS_PREFIX), v) for key, v in counts.items()
                        if key.startswith(DOCUMENTS_PREFIX)), key=lambda lv: (-lv[1], lv[0]))
         return {"threshold": ctx.config.get("threshold", LanguageOptions().threshold), "documents": total_docs,
                 "rows": [{"lang": lang, "documents": v, "pct": pct(v, total_docs),
-                          "chars": counts.get(CHARS_PREFIX + lang, 0)} for lang, v in rows]}
+                          "ci95": wilson_ci95(v, total_docs), "chars": counts.get(CHARS_PREFIX + lang, 0)}
+                         for lang, v in rows]}
 
     @classmethod
     def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
@@ -200,14 +204,38 @@ class LanguageAnalyzer(Analyzer):
         (the CSV has them all)."""
         min_pct = ctx.options.min_pct
         paper = ctx.paper_table(PAPER_TABLE)
-        rows = [[r["lang"], two_decimals(r["pct"]), r["documents"]] + ctx.paper_cells(paper.get(r["lang"]))
-                for r in section["rows"] if r["pct"] >= min_pct]
+        shown = [r for r in section["rows"] if r["pct"] >= min_pct]
+        rows = [[r["lang"], pct_cell(r["pct"], r["ci95"]), r["documents"]] + ctx.paper_cells(paper.get(r["lang"]))
+                for r in shown]
         return [DisplayTable(cls.report_json_key(), f"Table 10: languages (>= {min_pct}% of documents)",
-                             ["language", "%", "documents"] + ctx.paper_heading(), rows,
+                             ["language", "% (95% CI)", "documents"] + ctx.paper_heading(), rows,
                              f"fastText lid.176, threshold {section['threshold']}: below it a document is 'unknown'",
-                             text_columns=("language",))]
+                             text_columns=("language",), row_documents=[r["documents"] for r in shown])]
 
     @classmethod
     def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
         key = cls.report_json_key()
-        return [[key, "", r["lang"], r["documents"], r["pct"], ""] for r in section["rows"]]
+        return [[key, "", r["lang"], r["documents"], r["pct"], ""] + r["ci95"] for r in section["rows"]]
+
+    @classmethod
+    def report_figures(cls, section: dict, ctx: ReportContext) -> list[FigureSpec]:
+        """Table 10 as bars on a log axis (English beside languages at 0.01%): the
+        :data:`FIGURE_LANGUAGES` languages with most documents and ``unknown`` (however few: it is
+        what the identifier could not tell), with their 95% intervals and the paper's shares as
+        markers (unless ``--no-paper``)."""
+        rows = [r for r in section["rows"] if r["lang"] != UNKNOWN][:FIGURE_LANGUAGES]
+        rows += [r for r in section["rows"] if r["lang"] == UNKNOWN]
+        if not rows:
+            return []
+        paper = ctx.paper_table(PAPER_TABLE)
+        series = [FigureSeries("this corpus (95% CI)", tuple(r["pct"] for r in rows),
+                               tuple(tuple(r["ci95"]) if r.get("ci95") else None for r in rows))]
+        if ctx.paper is not None:
+            series.append(FigureSeries("Llama 2 (Table 10)", tuple(paper.get(r["lang"]) for r in rows), style="markers"))
+        others = len(section["rows"]) - len(rows)
+        caption = (f"{section['documents']:,} documents; fastText lid.176 at threshold {section['threshold']} "
+                   f"(below it: unknown)" + (f"; {others:,} more languages in the tables and CSV" if others else ""))
+        panel = FigurePanel(tuple(series), categories=tuple(r["lang"] for r in rows), log_y=True,
+                            y_label="% of documents (log)")
+        return [FigureSpec(cls.report_json_key(), cls.report_json_key(), "bars",
+                           "Languages (as Llama 2 Table 10)", caption, (panel,))]

@@ -17,7 +17,8 @@ import dataclasses
 
 from llama_audit.analyzers.base import Analyzer, AnalyzerOptions, BatchContext, DocBatch, option
 from llama_audit.lexicon import Lexicon, builtin_path
-from llama_audit.report.section import DisplayTable, ReportContext, pct, two_decimals
+from llama_audit.report.section import (DisplayTable, FigurePanel, FigureSeries, FigureSpec, ReportContext, pct,
+                                         pct_cell, wilson_ci95)
 from llama_audit.text import tokenized
 
 GENDER_GROUPS = ["she", "he", "unspecified"]
@@ -89,36 +90,69 @@ class PronounAnalyzer(Analyzer):
     @classmethod
     def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
         """Table 9a: for each header, the share of in-scope documents with one of its words, and
-        the share of those documents per group (a document can count in several groups)."""
+        the share of those documents per group (a document can count in several groups), each with
+        its 95% Wilson interval (``ci95``, ``rows_ci95``) and its documents (``rows_documents``)."""
         n = counts["documents"]
         section: dict = {"documents": n}
         for header, groups in HEADERS.items():
             with_header = counts[DOCUMENTS_PREFIX + header]
-            section[header] = {"pct": pct(with_header, n), "documents": with_header,
-                               "rows": {g: pct(counts[DOCUMENTS_PREFIX + g], with_header) for g in groups}}
+            in_group = {g: counts[DOCUMENTS_PREFIX + g] for g in groups}
+            section[header] = {"pct": pct(with_header, n), "ci95": wilson_ci95(with_header, n),
+                               "documents": with_header,
+                               "rows": {g: pct(k, with_header) for g, k in in_group.items()},
+                               "rows_ci95": {g: wilson_ci95(k, with_header) for g, k in in_group.items()},
+                               "rows_documents": in_group}
         return section
 
     @classmethod
     def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
         paper = ctx.paper_table(PAPER_TABLE)
-        rows = []
+        rows, documents = [], []
         for header in HEADERS:
             label, paper_key = HEADER_ROWS[header]
-            rows.append([label, two_decimals(section[header]["pct"])] + ctx.paper_cells(paper.get(paper_key)))
-            for group, value in section[header]["rows"].items():
+            sec = section[header]
+            rows.append([label, pct_cell(sec["pct"], sec["ci95"])] + ctx.paper_cells(paper.get(paper_key)))
+            documents.append(sec["documents"])
+            for group, value in sec["rows"].items():
                 paper_row, words = GROUP_ROWS[group]
-                rows.append([f"  {paper_row} ({words})", two_decimals(value)]
+                rows.append([f"  {paper_row} ({words})", pct_cell(value, sec["rows_ci95"][group])]
                             + ctx.paper_cells(paper.get("rows_pct", {}).get(paper_row)))
+                documents.append(sec["rows_documents"][group])
         return [DisplayTable(cls.report_json_key(), "Table 9a: pronouns",
-                             ["Gender pronouns / grammatical person", "% docs"] + ctx.paper_heading(), rows,
-                             "row % = share of the documents counted in the header above it")]
+                             ["Gender pronouns / grammatical person", "% docs (95% CI)"] + ctx.paper_heading(), rows,
+                             "row % = share of the documents counted in the header above it",
+                             row_documents=documents)]
 
     @classmethod
     def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
         key = cls.report_json_key()
         rows = []
         for header in HEADERS:
-            rows.append([key, header, "(any)", section[header]["documents"], section[header]["pct"], ""])
-            rows += [[key, header, group, "", value, ""] for group, value in section[header]["rows"].items()]
+            sec = section[header]
+            rows.append([key, header, "(any)", sec["documents"], sec["pct"], ""] + sec["ci95"])
+            rows += [[key, header, group, sec["rows_documents"][group], value, ""] + sec["rows_ci95"][group]
+                     for group, value in sec["rows"].items()]
         return rows
+
+    @classmethod
+    def report_figures(cls, section: dict, ctx: ReportContext) -> list[FigureSpec]:
+        """Table 9a as bars: per header, the share of its documents in each group with its 95%
+        interval, the paper's shares as markers (unless ``--no-paper``)."""
+        paper_rows = ctx.paper_table(PAPER_TABLE).get("rows_pct", {})
+        panels = []
+        for header in HEADERS:
+            sec = section[header]
+            names = tuple(GROUP_ROWS[g][0] for g in sec["rows"])
+            ci = sec.get("rows_ci95", {})
+            series = [FigureSeries("this corpus (95% CI)", tuple(sec["rows"].values()),
+                                   tuple(tuple(ci[g]) if g in ci else None for g in sec["rows"]))]
+            if ctx.paper is not None:
+                series.append(FigureSeries("Llama 2 (Table 9a)", tuple(paper_rows.get(n) for n in names), style="markers"))
+            panels.append(FigurePanel(tuple(series), categories=names, title=HEADER_ROWS[header][0].split(" (")[0],
+                                      y_label=f"% of the {sec['documents']:,} documents with one"))
+        caption = (f"Of {section['documents']:,} in-scope documents, {section['gender']['documents']:,} have a gender "
+                   f"pronoun and {section['person']['documents']:,} a grammatical-person pronoun; each bar is the share "
+                   "of those documents with a word of the group (a document counts in several groups)")
+        return [FigureSpec(cls.report_json_key(), cls.report_json_key(), "bars", "Pronouns (as Llama 2 Table 9a)",
+                           caption, tuple(panels))]
 

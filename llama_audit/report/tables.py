@@ -13,10 +13,11 @@ from collections import Counter
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-from llama_audit import partials
+from llama_audit import partials, review_samples
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
 from llama_audit.analyzers.registry import available_names, load_class
+from llama_audit.report.provenance import PROVENANCE, build_provenance
 from llama_audit.report.section import ReportContext, report_options_for
 from llama_audit.store import OutDir
 from llama_audit.types import ConfigError
@@ -44,6 +45,19 @@ def load_counts(out: OutDir) -> tuple[dict[str, Counter], dict]:
         done = [e["key"] for e in manifest["shards"] if e["status"] == "done"]
         table = partials.merge_files(out.partial_path(k) for k in done)
     return partials.from_table(table), manifest
+
+
+def load_samples(out: OutDir, manifest: dict) -> Any:
+    """The review samples merged over the done shards (:mod:`llama_audit.review_samples`): the
+    summary's while it is current (as for the counts), else the done shards' bottom-k merged now.
+    An empty table when the scan kept none."""
+    limits = review_samples.limits_of(manifest["config"])
+    if not limits:
+        return review_samples.SCHEMA.empty_table()
+    if manifest["summary"]["path"] and out.summary_samples_path().is_file():
+        return review_samples.merge_files([out.summary_samples_path()], limits)
+    done = [e["key"] for e in manifest["shards"] if e["status"] == "done"]
+    return review_samples.merge_files((out.samples_path(k) for k in done), limits)
 
 
 def corpus_section(c: Counter, manifest: dict) -> dict:
@@ -102,22 +116,28 @@ def section_owners(keys: Iterable[str]) -> dict[str, type[Analyzer]]:
 
 
 def build_report(out_root: str, report_options: Mapping[str, AnalyzerOptions] | None = None) -> dict:
-    """The report object: the corpus section, one ``{"status": "skipped", "reason": ...}`` per
-    analyzer that could not run, then each analyzer's ``report_section`` of its merged counts, in
-    the order of the scan's configuration. ``report_options``: report options by analyzer name
-    (defaults for the others)."""
+    """The report object: the corpus section, the ``provenance`` (which corpus, when, with which
+    tool, configuration, lexicons and models: :mod:`llama_audit.report.provenance`), one
+    ``{"status": "skipped", "reason": ...}`` per analyzer that could not run, then each analyzer's
+    ``report_section`` of its merged counts, in the order of the scan's configuration.
+    ``report_options``: report options by analyzer name (defaults for the others)."""
     out = OutDir(out_root)
     counts, manifest = load_counts(out)
+    samples = load_samples(out, manifest)
     config = manifest["config"]
     corpus = corpus_section(counts.get(CORPUS, Counter()), manifest)
-    report: dict[str, Any] = {CORPUS: corpus}
+    report: dict[str, Any] = {CORPUS: corpus, PROVENANCE: None}  # provenance: beside the corpus, filled below
     for name, reason in config.get("skipped_analyzers", {}).items():
         report[analyzer_class(name).report_json_key()] = {"status": "skipped", "reason": reason}
+    ran: dict[str, tuple[dict, Any]] = {}  # analyzer name -> (recorded config, its section)
     for name, recorded in config.get("analyzers", {}).items():
         cls = analyzer_class(name)
         ctx = ReportContext(config=recorded, corpus=corpus,
-                            options=report_options_for(cls, (report_options or {}).get(name)))
+                            options=report_options_for(cls, (report_options or {}).get(name)),
+                            samples=review_samples.by_group(samples, name))
         report[cls.report_json_key()] = cls.report_section(counts.get(name, Counter()), ctx)
+        ran[name] = (recorded, report[cls.report_json_key()])
+    report[PROVENANCE] = build_provenance(manifest, corpus, ran)
     return report
 
 

@@ -369,8 +369,9 @@ def test_scope_gate_and_analyze_batch_take_the_scope():
 # -- the core names no built-in analyzer -----------------------------------------------------------
 
 BUILTIN_NAMES = {"language", "pronouns", "identities", "pii", "toxicity"}
-ALLOWED_PHRASES = re.compile(r"language\s+scope", re.I)  # the gate's name (--languages), not an analyzer's
-CORE = ["llama_audit/job.py", "llama_audit/scan.py", "llama_audit/estimate.py", "llama_audit/executors"]
+ALLOWED_PHRASES = re.compile(r"language\s+scope|document\s+language", re.I)  # the gate (--languages) and a document's language, not an analyzer
+CORE = ["llama_audit/job.py", "llama_audit/scan.py", "llama_audit/estimate.py", "llama_audit/executors",
+        "llama_audit/report", "llama_audit/review_samples.py", "llama_audit/store.py", "llama_audit/manifest.py"]
 
 
 def builtin_words() -> set[str]:

@@ -17,7 +17,7 @@ from llama_audit.analyzers.pii import PiiAnalyzer
 from llama_audit.cli import command
 from llama_audit.job import ScanRequest, run_scan
 from llama_audit.partials import from_table
-from llama_audit.report.section import ReportContext
+from llama_audit.report.section import ReportContext, wilson_ci95
 from llama_audit.store import OutDir
 
 EMAIL = "jane.roe.7731@example-mail.org"
@@ -170,11 +170,14 @@ def test_report_section_shows_field_and_id_counts_only_when_there():
     fields = section["fields"]
     assert fields["scanned"] == ["meta.author", "meta.tags"]
     assert fields["documents_with_pii"] == 3 and fields["pct_documents"] == 30.0 and fields["matches"] == 4
+    assert fields["pct_documents_ci95"] == wilson_ci95(3, 10)
     assert fields["by_type"] == [{"type": "PHONE_NUMBER", "matches": 4, "documents": 3, "pct_documents": 30.0,
-                                  "personal": True}]
+                                  "pct_documents_ci95": wilson_ci95(3, 10), "personal": True}]
     assert fields["by_field"] == [
-        {"field": "meta.author", "documents_with_pii": 3, "pct_documents": 30.0, "not_text": 0, "absent": 1},
-        {"field": "meta.tags", "documents_with_pii": 0, "pct_documents": 0.0, "not_text": 10, "absent": 0}]
+        {"field": "meta.author", "documents_with_pii": 3, "pct_documents": 30.0,
+         "pct_documents_ci95": wilson_ci95(3, 10), "not_text": 0, "absent": 1},
+        {"field": "meta.tags", "documents_with_pii": 0, "pct_documents": 0.0, "pct_documents_ci95": wilson_ci95(0, 10),
+         "not_text": 10, "absent": 0}]
     assert [t.title for t in tables][1:] == ["PII in other fields (--pii-fields)", "PII per field (--pii-fields)"]
     assert any(r[1] == "id" and r[3] == 1 for r in csv_rows)
     assert any(r[1] == "fields" and r[2] == "PHONE_NUMBER" and r[5] == 4 for r in csv_rows)

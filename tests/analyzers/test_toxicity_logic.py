@@ -263,20 +263,7 @@ def test_unavailable_reason_is_cheap_and_lazy(tmp_path):
     assert out.stdout.strip() == "ok"
 
 
-def test_wilson_interval():
-    from llama_audit.analyzers.toxicity.summary import wilson_interval
-
-    assert wilson_interval(0, 0) is None
-    lo, hi = wilson_interval(0, 100)
-    assert lo == 0.0 and hi == pytest.approx(1.959964 ** 2 / (100 + 1.959964 ** 2))  # 3.70%
-    lo, hi = wilson_interval(50, 100)
-    assert (lo, hi) == (pytest.approx(0.4038, abs=1e-4), pytest.approx(0.5962, abs=1e-4))
-    lo, hi = wilson_interval(20, 10_000)  # the paper's ~0.2%
-    assert lo < 0.002 < hi and hi - lo < 0.002
-    assert wilson_interval(7, 7)[1] == 1.0
-
-
-def test_report_gives_an_interval_for_a_sampled_share():
+def test_report_gives_an_interval_for_the_share_sampled_or_not():
     from llama_audit.analyzers.toxicity import ToxicityAnalyzer
     from llama_audit.report.render import display_tables, render_csv
     from llama_audit.report.section import ReportContext
@@ -287,12 +274,12 @@ def test_report_gives_an_interval_for_a_sampled_share():
     def toxicity_section(counts, config):
         return ToxicityAnalyzer.report_section(counts, ReportContext(config, {}, ToxicityAnalyzer.ReportOptions()))
     full = toxicity_section(counts, {"model": "m", "sample_rate": 1.0})
-    assert "pct_ge_0_5_ci95" not in full  # the whole scope was scored: no sampling error
     sampled = toxicity_section(counts, {"model": "m", "sample_rate": 0.1})
     lo, hi = sampled["pct_ge_0_5_ci95"]
     assert sampled["pct_ge_0_5"] == pytest.approx(0.2) and lo < 0.2 < hi
+    assert full["pct_ge_0_5_ci95"] == [lo, hi]  # the same documents scored: the same interval
     report = {"corpus": {k: 0 for k in ("documents", "bytes", "shards", "bad_records", "in_scope_documents")},
               "toxicity": sampled}
     table = next(t for t in display_tables(report) if t.key == "toxicity")
-    assert any("95% interval (10% sample)" in str(r[0]) for r in table.rows)
-    assert "ge_0_5_high" in render_csv(report)
+    assert any("(10% sample)" in str(r[0]) and f"({lo:.2f}\u2013{hi:.2f})" in str(r[1]) for r in table.rows)
+    assert f"toxicity,,ge_0_5,,0.2,,{lo},{hi}" in render_csv(report)

@@ -37,7 +37,9 @@ def test_json_contract(out):
     for axis in ("religion", "gender_and_sex", "nationality", "race_ethnicity", "sexual_orientation"):
         assert set(r["identities"][axis]) >= {"pct", "documents", "descriptors", "hidden_from_top"}
     assert r["identities"]["religion"]["descriptors"] == [{"term": "christian", "documents": 1, "pct": 100.0,
-                                                          "hidden_from_top": False}]
+                                                          "ci95": [20.654931, 100.0], "hidden_from_top": False,
+                                                          "sense_documents": 1}]
+    assert set(r["identities"]["religion"]["sense"]) == {"pct", "ci95", "documents", "descriptors"}
     assert r["languages"]["threshold"] == 0.5
     assert {row["lang"] for row in r["languages"]["rows"]} == {"en", "fr"}
     assert set(r["languages"]["rows"][0]) >= {"lang", "documents", "pct"}
@@ -57,8 +59,8 @@ def test_markdown_and_csv(out):
     md = render_markdown(r, paper=True)
     assert "### Table 9a: pronouns" in md and "Llama 2 %" in md and "| christian |" in md.replace("|  |", "|")
     rows = list(csv.reader(io.StringIO(render_csv(r))))
-    assert rows[0] == ["table", "group", "label", "documents", "pct", "matches"]
-    assert ["identities", "religion", "christian", "1", "100.0", ""] in rows
+    assert rows[0] == ["table", "group", "label", "documents", "pct", "matches", "ci95_low", "ci95_high"]
+    assert ["identities", "religion", "christian", "1", "100.0", ""] in [row[:6] for row in rows]
     assert any(row[:3] == ["languages", "", "fr"] for row in rows)
 
 
@@ -73,7 +75,8 @@ def test_report_options_belong_to_their_analyzer(out):
     assert "(top 0 per axis)" in md and "christian" not in md
     assert "(>= 50.0% of documents)" in md and "| en |" in md and "| fr |" not in md
     assert render_markdown(r, top=0, min_pct=50.0) == md  # given by field name, as --top and --min-pct
-    assert ["identities", "religion", "christian", "1", "100.0", ""] in csv.reader(io.StringIO(render_csv(r, top=0)))
+    assert ["identities", "religion", "christian", "1", "100.0", ""] in [
+        row[:6] for row in csv.reader(io.StringIO(render_csv(r, top=0)))]
     # the paper's order (Tables 9a, 9b, 10), not the JSON's
     assert list(r).index("languages") < list(r).index("pronouns")
     assert md.index("Table 9a") < md.index("Table 9b") < md.index("Table 10")

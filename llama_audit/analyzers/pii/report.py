@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from llama_audit.analyzers.pii.detector import NOT_PII, SPAN_TYPES
-from llama_audit.report.section import DisplayTable, ReportContext, pct, two_decimals
+from llama_audit.report.section import DisplayTable, ReportContext, pct, pct_cell, wilson_ci95
 
 MATCHES_PREFIX = "matches/"  # matches/<type>: spans of the type
 DOCUMENTS_PREFIX = "documents/"  # documents/<type>: documents with a span of the type
@@ -46,7 +46,8 @@ class PiiReport:
     @classmethod
     def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
         """Share of documents with PII, matches per million characters of the corpus, and per
-        type. ``IP_ADDRESS_PRIVATE`` rows are listed (they are redacted) but not counted as PII."""
+        type, each share with its 95% Wilson interval over all documents (``pct_documents_ci95``).
+        ``IP_ADDRESS_PRIVATE`` rows are listed (they are redacted) but not counted as PII."""
         n = counts["documents"]
         matches = sum(v for key, v in counts.items()
                       if key.startswith(MATCHES_PREFIX) and key.removeprefix(MATCHES_PREFIX) not in NOT_PII)
@@ -54,10 +55,13 @@ class PiiReport:
         section = {
             "documents": n, "documents_with_pii": counts["documents_with_pii"],
             "pct_documents": pct(counts["documents_with_pii"], n),
+            "pct_documents_ci95": wilson_ci95(counts["documents_with_pii"], n),
             "matches": matches,
             "matches_per_million_chars": round(matches * 1e6 / corpus_chars, 6) if corpus_chars else 0.0,
             "by_type": [{"type": t, "matches": counts[MATCHES_PREFIX + t], "documents": counts[DOCUMENTS_PREFIX + t],
-                         "pct_documents": pct(counts[DOCUMENTS_PREFIX + t], n), "personal": t not in NOT_PII}
+                         "pct_documents": pct(counts[DOCUMENTS_PREFIX + t], n),
+                         "pct_documents_ci95": wilson_ci95(counts[DOCUMENTS_PREFIX + t], n),
+                         "personal": t not in NOT_PII}
                         for t in types_found(counts)],
         }
         # Present only when there is something to say (a default report stays byte-identical).
@@ -78,38 +82,50 @@ class PiiReport:
         return {
             "scanned": paths,
             "documents_with_pii": with_pii, "pct_documents": pct(with_pii, n),
+            "pct_documents_ci95": wilson_ci95(with_pii, n),
             "matches": sum(counts[FIELDS_MATCHES + t] for t in types if t not in NOT_PII),
             "by_type": [{"type": t, "matches": counts[FIELDS_MATCHES + t], "documents": counts[FIELDS_DOCUMENTS + t],
-                         "pct_documents": pct(counts[FIELDS_DOCUMENTS + t], n), "personal": t not in NOT_PII}
+                         "pct_documents": pct(counts[FIELDS_DOCUMENTS + t], n),
+                         "pct_documents_ci95": wilson_ci95(counts[FIELDS_DOCUMENTS + t], n),
+                         "personal": t not in NOT_PII}
                         for t in types],
             "by_field": [{"field": p, "documents_with_pii": counts[f"{FIELDS_DOCUMENTS_WITH_PII}/{p}"],
                           "pct_documents": pct(counts[f"{FIELDS_DOCUMENTS_WITH_PII}/{p}"], n),
+                          "pct_documents_ci95": wilson_ci95(counts[f"{FIELDS_DOCUMENTS_WITH_PII}/{p}"], n),
                           "not_text": counts[FIELDS_NOT_TEXT + p], "absent": counts[FIELDS_ABSENT + p]}
                          for p in paths],
         }
 
     @classmethod
     def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
-        rows = [[r["type"], r["matches"], r["documents"], two_decimals(r["pct_documents"])] for r in section["by_type"]]
-        rows.append(["any", section["matches"], section["documents_with_pii"], two_decimals(section["pct_documents"])])
+        rows = [[r["type"], r["matches"], r["documents"], pct_cell(r["pct_documents"], r["pct_documents_ci95"])]
+                for r in section["by_type"]]
+        rows.append(["any", section["matches"], section["documents_with_pii"],
+                     pct_cell(section["pct_documents"], section["pct_documents_ci95"])])
+        documents = [r["documents"] for r in section["by_type"]] + [None]  # the total is never hidden
         note = f"{section['matches_per_million_chars']:.2f} matches per million characters; values are never stored"
         if section.get(ID_DOCUMENTS_WITH_PII):
             note += (f"; {_documents(section[ID_DOCUMENTS_WITH_PII])} with PII in the document id "
                      "(ids are never rewritten)")
         key = cls.report_json_key()
-        tables = [DisplayTable(key, "Personal data (PII)", ["type", "matches", "documents", "% documents"],
-                               rows, note, text_columns=("type",))]
+        tables = [DisplayTable(key, "Personal data (PII)", ["type", "matches", "documents", "% documents (95% CI)"],
+                               rows, note, text_columns=("type",), row_documents=documents)]
         fields = section.get("fields")
         if fields:
-            rows = [[r["type"], r["matches"], r["documents"], two_decimals(r["pct_documents"])] for r in fields["by_type"]]
-            rows.append(["any", fields["matches"], fields["documents_with_pii"], two_decimals(fields["pct_documents"])])
+            rows = [[r["type"], r["matches"], r["documents"], pct_cell(r["pct_documents"], r["pct_documents_ci95"])]
+                    for r in fields["by_type"]]
+            rows.append(["any", fields["matches"], fields["documents_with_pii"],
+                         pct_cell(fields["pct_documents"], fields["pct_documents_ci95"])])
             tables.append(DisplayTable(key, "PII in other fields (--pii-fields)",
-                                       ["type", "matches", "documents", "% documents"], rows,
-                                       "fields scanned: " + ", ".join(fields["scanned"]), text_columns=("type",)))
-            rows = [[r["field"], r["documents_with_pii"], two_decimals(r["pct_documents"]), r["not_text"], r["absent"]]
-                    for r in fields["by_field"]]
+                                       ["type", "matches", "documents", "% documents (95% CI)"], rows,
+                                       "fields scanned: " + ", ".join(fields["scanned"]), text_columns=("type",),
+                                       row_documents=[r["documents"] for r in fields["by_type"]] + [None]))
+            # every field asked for stays listed, whatever --min-docs: what was not scanned is the point
+            rows = [[r["field"], r["documents_with_pii"], pct_cell(r["pct_documents"], r["pct_documents_ci95"]),
+                     r["not_text"], r["absent"]] for r in fields["by_field"]]
             tables.append(DisplayTable(key, "PII per field (--pii-fields)",
-                                       ["field", "documents with PII", "% documents", "not text (not scanned)", "absent"],
+                                       ["field", "documents with PII", "% documents (95% CI)", "not text (not scanned)",
+                                        "absent"],
                                        rows, "a number, list or object at a field is not scanned for PII",
                                        text_columns=("field",)))
         return tables
@@ -117,18 +133,21 @@ class PiiReport:
     @classmethod
     def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
         key = cls.report_json_key()
-        rows = [[key, "", r["type"], r["documents"], r["pct_documents"], r["matches"]] for r in section["by_type"]]
-        rows.append([key, "", "any", section["documents_with_pii"], section["pct_documents"], section["matches"]])
+        rows = [[key, "", r["type"], r["documents"], r["pct_documents"], r["matches"]] + r["pct_documents_ci95"]
+                for r in section["by_type"]]
+        rows.append([key, "", "any", section["documents_with_pii"], section["pct_documents"], section["matches"]]
+                    + section["pct_documents_ci95"])
         if ID_DOCUMENTS_WITH_PII in section:
-            rows.append([key, "id", "any", section[ID_DOCUMENTS_WITH_PII],
-                         pct(section[ID_DOCUMENTS_WITH_PII], section["documents"]), ""])
+            in_id, n = section[ID_DOCUMENTS_WITH_PII], section["documents"]
+            rows.append([key, "id", "any", in_id, pct(in_id, n), ""] + wilson_ci95(in_id, n))
         fields = section.get("fields")
         if fields:
             rows += [[key, "fields", r["type"], r["documents"], r["pct_documents"], r["matches"]]
-                     for r in fields["by_type"]]
-            rows.append([key, "fields", "any", fields["documents_with_pii"], fields["pct_documents"], fields["matches"]])
+                     + r["pct_documents_ci95"] for r in fields["by_type"]]
+            rows.append([key, "fields", "any", fields["documents_with_pii"], fields["pct_documents"], fields["matches"]]
+                        + fields["pct_documents_ci95"])
             rows += [[key, "field", r["field"], r["documents_with_pii"], r["pct_documents"], ""]
-                     for r in fields["by_field"]]
+                     + r["pct_documents_ci95"] for r in fields["by_field"]]
         return rows
 
     @classmethod

@@ -64,18 +64,6 @@ def quantile_from_bins(dense: np.ndarray, q: float) -> float | None:
     return (idx + 0.5) / len(dense)
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
-    """95% Wilson score interval of the proportion ``k / n`` (None when n = 0). Unlike the normal
-    approximation it stays inside [0, 1] and is sensible for rare events (0.2% of documents)."""
-    if n <= 0:
-        return None
-    p = k / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def summarize_toxicity(counts: Mapping[str, int]) -> dict:
     """The report's toxicity block from merged counts (percentages 0-100)."""
     n = int(counts.get("documents_scored", 0))
