@@ -276,8 +276,16 @@ class ProgressHooks:
               help="Language scope of the scoped analyzers' statistics; 'all' disables the gate.")
 @click.option("--option", "option", multiple=True, metavar="NAME.KEY=VALUE",
               help="An analyzer's option (repeatable), e.g. toxicity.precision=bf16.")
-@click.option("--text-field", default="text", show_default=True, help="Field holding the document text.")
-@click.option("--id-field", default="id", show_default=True, help="Field holding the document id (absent: <shard>:<row>).")
+@click.option("--text-field", default="text", show_default=True,
+              help="Field holding the document text (a path such as meta.text); fallbacks comma-separated, "
+                   "e.g. text,content,raw_content: per record the first holding a string.")
+@click.option("--id-field", default="id", show_default=True,
+              help="Field holding the document id (absent: <shard>:<row>); fallbacks comma-separated, as --text-field.")
+@click.option("--input-format", "input_format", default=None, metavar="FORMAT",
+              help="With '-' (read the corpus from standard input): jsonl (default), jsonl.gz or jsonl.zst.")
+@click.option("--group-by", "group_by", default=None, metavar="FIELD",
+              help="Also count everything per value of this record field (source, meta.source), or per host "
+                   "name with host(FIELD), e.g. host(url); report --group-by shows the tables per group.")
 @click.option("--workers", default=1, type=click.IntRange(min=1), show_default=True,
               help="Local worker processes (shards run in parallel); with --executor ray and no --ray-address, "
                    "the CPUs of the local Ray instance.")
@@ -297,10 +305,12 @@ class ProgressHooks:
 @click.option("--emit", default=None, type=click.Choice(EMIT_CHOICES),
               help="'jsonl': stream one JSON object per document to stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def scan(corpus, out, analyzers, languages, option, text_field, id_field, workers, executor, ray_address,
-         num_shards, shard_index, batch_docs, strict, overwrite, skip_unknown, emit, quiet) -> None:
-    """Scan a corpus: annotate every document and write additive partial summaries (resumable)."""
-    from llama_audit.corpus import UnsupportedFormat
+def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_by, workers, executor, ray_address,
+         num_shards, shard_index, batch_docs, strict, overwrite, skip_unknown, emit, quiet, input_format) -> None:
+    """Scan a corpus: annotate every document and write additive partial summaries (resumable).
+    CORPUS '-' reads one shard from standard input (cat part.jsonl | llama-audit scan - --out OUT)."""
+    from llama_audit.corpus import STDIN_ARG, UnsupportedFormat
+    from llama_audit.corpus.fields import normal_field_list
     from llama_audit.emit import EmitClosed
     from llama_audit.job import ScanRequest, run_scan
     from llama_audit.scan import ReadOptions, StrictError
@@ -310,13 +320,18 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
     langs = tuple(code.lower() for code in (_split(languages) or ["en"]))
     try:
         given = analyzer_options_given(option)
+        text_field, id_field = normal_field_list(text_field, "--text-field"), normal_field_list(id_field, "--id-field")
     except ConfigError as exc:
         fail(str(exc))
+    if tuple(corpus) == (STDIN_ARG,) and (sys.stdin is None or sys.stdin.isatty()):
+        fail("'-' reads the corpus from standard input, which is a terminal here; pipe it in "
+             "(cat part.jsonl | llama-audit scan - --out OUT)")
     req = ScanRequest(paths=corpus, out=out, analyzers=_split(analyzers), languages=langs, options=given,
                       read=ReadOptions(text_field=text_field, id_field=id_field,
-                                       batch_docs=max(1, batch_docs) if batch_docs else None),
+                                       batch_docs=max(1, batch_docs) if batch_docs else None, group_by=group_by),
                       strict=strict, overwrite=overwrite, skip_unknown=skip_unknown, workers=max(1, workers),
-                      num_shards=num_shards, shard_index=shard_index, executor=executor, ray_address=ray_address)
+                      num_shards=num_shards, shard_index=shard_index, executor=executor, ray_address=ray_address,
+                      input_format=input_format)
     from pathlib import Path
 
     hooks = ProgressHooks(quiet, out_is_new=overwrite or not (Path(out) / "config.json").is_file())
@@ -368,8 +383,9 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
 @click.option("--option", "option", multiple=True, metavar="NAME.KEY=VALUE",
               help="An analyzer's report option (repeatable), e.g. identities.top=10.")
 @click.option("--paper/--no-paper", default=None,
-              help="Show the Llama 2 paper's numbers and the difference (\u0394) beside yours. Default: shown in html "
-                   "and as markers in the figures, not in the other formats.")
+              help="Show the Llama 2 paper's numbers and the difference (\u0394) beside yours (json and csv: "
+                   "paper_pct beside pct). Default: shown in html and as markers in the figures, not in the other "
+                   "formats.")
 @click.option("--figures", "figures_dir", default=None, metavar="DIR",
               help="Write the figures (SVG and PNG; needs the report extra: matplotlib) to DIR. Default: with "
                    "--format html, to OUT/report (other formats draw none without --figures).")
@@ -380,7 +396,17 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, worker
 @click.option("--against", "against", default=None, metavar="OLD",
               help="Compare with the audit OLD (e.g. the scan a `filter` run read): every table as old, new "
                    "and change, and the demographic erasure ratio per identity axis.")
-def report(out, format, option, paper, figures_dir, no_figures, min_docs, against) -> None:
+@click.option("--group-by", "group_by", default=None, metavar="FIELD",
+              help="Every table per group of a scan made with --group-by FIELD (the same FIELD): the --top-groups "
+                   "groups with the most documents, the rest summed into 'other'.")
+@click.option("--top-groups", "top_groups", default=None, type=click.IntRange(min=0), metavar="N",
+              help="With --group-by: groups shown by name, most documents first (default 20); the rest are "
+                   "summed into 'other'.")
+@click.option("--top-hosts", "top_hosts", default=None, type=click.IntRange(min=1), metavar="N",
+              help="The N hosts with the densest personal data (documents with PII per 1,000, with 95% intervals): "
+                   "needs a scan with --group-by 'host(url)' and the pii analyzer.")
+def report(out, format, option, paper, figures_dir, no_figures, min_docs, against, group_by, top_groups,
+           top_hosts) -> None:
     """Print the paper-style tables (9a, 9b, 10, toxicity, PII and every plugin's section) for a scan;
     with --against OLD, how OUT differs from OLD."""
     from llama_audit.analyzers.registry import typed_report_options
@@ -390,6 +416,8 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
 
     try:
         report_options = typed_report_options(analyzer_options_given(option))
+        if against is not None and (group_by is not None or top_hosts is not None):
+            raise ConfigError("--group-by and --top-hosts do not combine with --against (compare whole audits)")
         if against is not None:
             return _report_diff(out, against, format, report_options, paper=paper, min_docs=min_docs)
         require_out(out)
@@ -397,7 +425,8 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
             from llama_audit.report.figures import check_directory
 
             check_directory(figures_dir)
-        data = build_report(out, report_options=report_options)
+        data = build_report(out, report_options=report_options, paper=paper is True, group_by=group_by,
+                            top_groups=top_groups, top_hosts=top_hosts)  # --paper: paper_pct in json
     except ConfigError as exc:
         fail(str(exc))
     if not data["corpus"]["complete"]:
@@ -637,12 +666,15 @@ ANALYZER_OPTIONS_META = "llama_audit.analyzer_options"  # where the flags' value
 
 def _declared_flags(kind: str, taken: set[str]) -> list:
     """(click.Option, OptionSpec) for every declared flag of every loadable analyzer. A flag that
-    another option already uses is not added (that option stays reachable through --option)."""
+    another option already uses is not added (that option stays reachable through --option), except
+    that analyzers declaring the very same flag share it: one ``--identity-mode`` sets each of them
+    (the option's ``analyzer_targets``: ``[(analyzer, key), ...]``)."""
     from llama_audit.analyzers.options import specs
     from llama_audit.analyzers.registry import available_names, load_class
     from llama_audit.types import ConfigError
 
     params = []
+    declared: dict[str, click.Option] = {}  # a declared flag -> its option (shared by who declares it too)
     for name in available_names():
         try:
             cls = load_class(name)
@@ -650,6 +682,9 @@ def _declared_flags(kind: str, taken: set[str]) -> list:
             continue  # a broken plugin is reported when it is used
         options_cls = cls.Options if kind == "scan" else getattr(cls, "ReportOptions", None)
         for spec in specs(options_cls, name) if options_cls is not None else []:
+            if spec.flag in declared:
+                declared[spec.flag].analyzer_targets.append((name, spec.key))
+                continue
             if not spec.flag or any(f in taken for f in spec.flag.split("/")):
                 continue
             taken.update(spec.flag.split("/"))
@@ -664,6 +699,8 @@ def _declared_flags(kind: str, taken: set[str]) -> list:
             else:
                 params.append(click.Option([spec.flag, param_name], default=None, type=str, help=help_text,
                                            metavar=spec.metavar_text))
+            params[-1].analyzer_targets = [(name, spec.key)]
+            declared[spec.flag] = params[-1]
     return params
 
 
@@ -701,16 +738,16 @@ def _with_analyzer_flags(command, kind: str) -> None:
     command.params.extend(flags)
     more = _unflagged_options_help(kind)
     command.epilog = f"{more}\n\n{command.core_epilog or ''}" if more else command.core_epilog
-    names = {p.name for p in flags}
+    targets = {p.name: p.analyzer_targets for p in flags}
     callback = command.core_callback
 
     def with_flags(**kwargs):
         given: dict[str, dict] = {}
-        for param in names:
+        for param, analyzer_keys in targets.items():
             value = kwargs.pop(param)
             if value is not None:
-                analyzer, key = param.removeprefix(FLAG_PARAM_PREFIX).split("__", 1)
-                given.setdefault(analyzer, {})[key] = value
+                for analyzer, key in analyzer_keys:
+                    given.setdefault(analyzer, {})[key] = value
         click.get_current_context().meta[ANALYZER_OPTIONS_META] = given
         return callback(**kwargs)
 

@@ -20,11 +20,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pyarrow as pa
 
+from llama_audit import groups as grouping
 from llama_audit import partials, review_samples
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
 from llama_audit.analyzers.registry import available_names, build_analyzers, load_class, resolve_order
-from llama_audit.corpus import Shard, discover
+from llama_audit.corpus import Shard, discover, is_stdin, stdin_request
 from llama_audit.executors import ScanPlan, ShardOutcome, make_executor
 from llama_audit.hashing import fingerprint
 from llama_audit.lease import LockHeld, OutLock, is_unwritable
@@ -53,6 +54,7 @@ class ScanRequest:
     emitter: Callable | None = None  # scan --emit jsonl: receives each annotated batch (one process)
     executor: str = "local"  # local (in-process, or a process pool with workers > 1) | ray
     ray_address: str | None = None
+    input_format: str | None = None  # scan -: what standard input holds (None: jsonl); an error without '-'
 
 
 @dataclasses.dataclass
@@ -118,6 +120,9 @@ def choose_analyzers(requested: Sequence[str] | None, languages: Sequence[str],
         value = options.get(cls.name)
         typed[cls.name] = value if isinstance(value, AnalyzerOptions) else cls.options_from(value)
         reason = cls.unavailable_reason(typed[cls.name])
+        missing = [dep for dep in cls.requires if dep in skipped]  # dependencies come first: decided already
+        if missing and not reason:  # what it reads cannot run, so neither can it
+            reason = f"it needs {missing[0]!r}, which cannot run: {skipped[missing[0]]}"
         if reason and required:
             raise ConfigError(f"analyzer {cls.name!r} cannot run: {reason}")
         if reason:
@@ -177,7 +182,8 @@ def read_options(analyzers: Sequence[Analyzer], read: ReadOptions) -> ReadOption
     """What the reader projects and how it batches: the record fields the analyzers declare they
     read, and the batch size they work best with (the largest wins) unless the user chose one."""
     wanted = [a.resources() for a in analyzers]
-    fields = tuple(dict.fromkeys((*read.fields, *(f for a in analyzers for f in a.input_fields()))))
+    group_path = (grouping.GroupBy.parse(read.group_by).path,) if read.group_by is not None else ()
+    fields = tuple(dict.fromkeys((*read.fields, *(f for a in analyzers for f in a.input_fields()), *group_path)))
     return dataclasses.replace(read, fields=fields, batch_docs=read.batch_docs or max(r.batch_docs for r in wanted),
                                batch_bytes=read.batch_bytes or max(r.batch_bytes for r in wanted))
 
@@ -192,6 +198,8 @@ def build_config(analyzers: Sequence[Analyzer], skipped: dict[str, str], scope: 
         "text_field": read.text_field,
         "id_field": read.id_field,
     }
+    if read.group_by is not None:  # only then: an ungrouped scan keeps its configuration (and hash)
+        config[GROUP_BY_KEY] = grouping.GroupBy.parse(read.group_by).spec
     sampling = {a.name: dict(d) for a in analyzers if (d := a.review_sampling())}
     if sampling:  # only then: a scan without review samples keeps its configuration (and hash)
         for name, declared in sampling.items():
@@ -202,6 +210,7 @@ def build_config(analyzers: Sequence[Analyzer], skipped: dict[str, str], scope: 
     return config
 
 
+GROUP_BY_KEY = "group_by"  # the configuration's --group-by (locked: it changes the partials)
 NOT_LOCKED = ("skipped_analyzers",)  # messages, not outputs: installing torch changes a skip reason's text
 
 
@@ -217,6 +226,12 @@ def _still_done(out: OutDir, shard: Shard, warn: Callable[[str], None], schema=N
     """Done, with outputs that read back (parquet footers, row count, columns), and the file is
     still what was scanned (size + mtime, else size + fingerprint)? A changed file, or damaged
     outputs, lose the done marker and the shard is scanned again."""
+    if is_stdin(shard):  # a stream is never the same file again: read it again, replacing the last run's
+        if out.is_done(shard.key):
+            warn(f"{out.root} holds an earlier scan of standard input: scanning standard input again "
+                 "(resume is per run); its results replace the earlier ones")
+            out.done_path(shard.key).unlink(missing_ok=True)
+        return False
     if not out.is_done(shard.key):
         return False
     rec = out.read_done(shard.key)
@@ -252,7 +267,10 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     scope = Scope(tuple(req.languages), next((a.scope_column for a in analyzers if a.scope_column), None))
     check_languages(analyzers, scope)
     read = read_options(analyzers, req.read)
-    shards = discover(req.paths, skip_unknown=req.skip_unknown, warn=hooks.warn)
+    stdin = stdin_request(list(req.paths), req.input_format)
+    if stdin is not None and req.executor != "local":
+        raise ConfigError("'-' (standard input) is read by this process: drop --executor ray")
+    shards = [stdin] if stdin is not None else discover(req.paths, skip_unknown=req.skip_unknown, warn=hooks.warn)
     if not shards:
         raise ConfigError("no corpus files found in " + ", ".join(req.paths))
     keys = [s.key for s in shards]
@@ -425,6 +443,7 @@ def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerCh
             + ("" if manifest is not None else " (the manifest could not be updated)"))
     if ran:
         _warn_about_data(out, manifest, analyzers, hooks.warn)
+        _check_group_field(out, manifest, config)
     return ScanResult(
         shards_total=len(shards), shards_run=ran, shards_skipped=len(selected) - len(todo), failed=failed,
         documents=manifest["totals"]["documents"], bad_records=manifest["totals"]["bad_records"],
@@ -444,6 +463,26 @@ def _warn_about_data(out: OutDir, manifest: dict, analyzers: Sequence[Analyzer],
     for a in analyzers:
         for message in type(a).scan_warnings(merged.get(a.name, Counter())):
             warn(message)
+
+
+def _check_group_field(out: OutDir, manifest: dict, config: dict) -> None:
+    """``--group-by FIELD`` that no record of the whole corpus has (a typo, like a wrong
+    --text-field): a one-line error (exit 2) once every planned shard is done and every document
+    went to the missing-field group. A slice of a mixed corpus may lack the field: not checked
+    before the corpus is complete."""
+    spec = config.get(GROUP_BY_KEY)
+    if not spec or not manifest["summary"]["complete"] or not manifest["summary"]["path"]:
+        return
+    try:
+        table = partials.read_merged(out.summary_path())
+    except (OSError, ValueError, pa.ArrowException):
+        return
+    documents = partials.from_table(table).get(grouping.CORPUS, Counter())["documents"]
+    names = set(partials.group_rows(table)[partials.GROUP].unique().to_pylist())
+    if documents and names <= {grouping.MISSING}:
+        path = grouping.GroupBy.parse(spec).path
+        raise ConfigError(f"--group-by {spec!r}: no record has field {path!r} (all {documents:,} documents are in "
+                          f"group {grouping.MISSING!r}); check the field path, then rescan with --overwrite")
 
 
 def _short(reason: str) -> str:

@@ -17,11 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llama_audit import groups as grouping
 from llama_audit import partials
 from llama_audit.review_samples import SampleKeeper
 from llama_audit.analyzers.base import Analyzer, BatchContext
 from llama_audit.types import DocBatch
-from llama_audit.corpus import ReadSpec, Shard, ShardUnreadable, read_shard
+from llama_audit.corpus import (TEXT_FIELD_COUNT_PREFIX, ReadSpec, Shard, ShardUnreadable, is_stdin, read_shard,
+                                stdin_read)
 from llama_audit.hashing import fingerprint
 from llama_audit.store import AtomicParquetWriter, OutDir, atomic_write_json, atomic_write_table
 from llama_audit.text import utf8_size
@@ -55,10 +57,13 @@ class ReadOptions:
     batch_docs: int | None = None  # None: 1024, or 8192 when a GPU-batched analyzer (toxicity) runs
     batch_bytes: int | None = None  # None: 4 MiB, or 32 MiB with toxicity
     fields: tuple[str, ...] = ()  # record field paths projected into DocBatch.fields
+    group_by: str | None = None  # scan --group-by: counts folded per group too (llama_audit/groups.py)
 
     def spec(self) -> ReadSpec:
         """The read spec; limits still None take ReadSpec's defaults."""
-        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "group_by"}
+        if self.group_by is not None:  # the grouping field is read like any other field path
+            given["fields"] = tuple(dict.fromkeys((*self.fields, grouping.GroupBy.parse(self.group_by).path)))
         return ReadSpec(**given)
 
 
@@ -101,6 +106,8 @@ def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Arr
     corpus["documents"] += n
     corpus["chars"] += int(pc.sum(chars).as_py() or 0)
     corpus["bytes"] += sum(map(utf8_size, batch.texts))  # (a huge document is not encoded whole)
+    for path, used in batch.text_fields.items():  # --text-field fallbacks: which field each text came from
+        corpus[TEXT_FIELD_COUNT_PREFIX + path] += used
     return {
         "doc_id": pa.array(batch.doc_ids, pa.string()),
         "shard": pa.array([batch.shard] * n, pa.string()),
@@ -111,10 +118,13 @@ def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Arr
 
 def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
                   columns: dict[str, pa.Array], gate: np.ndarray | None, counts: dict[str, Counter],
-                  timings: dict[str, float] | None, samples: SampleKeeper | None = None) -> np.ndarray | None:
+                  timings: dict[str, float] | None, samples: SampleKeeper | None = None,
+                  groups: "grouping.BatchGroups | None" = None,
+                  group_counts: "grouping.GroupCounts | None" = None) -> np.ndarray | None:
     """Run ``analyzers`` in order, adding their columns to ``columns`` and their counts to
     ``counts`` (and their review samples to ``samples``, when given). ``gate`` is the language
-    scope (None until the scope provider has run, which computes it); returns it."""
+    scope (None until the scope provider has run, which computes it); returns it. ``groups``
+    (scan --group-by): each analyzer's counts are also folded per group into ``group_counts``."""
     n = len(batch)
     for a in analyzers:
         if gate is not None:
@@ -131,6 +141,8 @@ def run_analyzers(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
             if not col.type.equals(f.type):
                 new[f.name] = col.cast(f.type)
         counts.setdefault(a.name, Counter()).update(a.fold(new, ctx))
+        if groups is not None:  # after the overall fold (see BatchGroups.fold)
+            groups.fold(a, new, ctx, group_counts)
         if samples is not None and samples.keeps(a.name):
             samples.offer(a.name, a.review_samples(batch, new, ctx))
         if timings is not None:
@@ -150,25 +162,33 @@ def analyze_batch(batch: DocBatch, analyzers: Sequence[Analyzer], scope: Scope,
 
 
 def analyze_in_order(batch, analyzers, scope: Scope, counts, timings,
-                     samples: SampleKeeper | None = None) -> tuple[dict[str, pa.Array], np.ndarray]:
+                     samples: SampleKeeper | None = None, groups: "grouping.BatchGroups | None" = None,
+                     group_counts: "grouping.GroupCounts | None" = None) -> tuple[dict[str, pa.Array], np.ndarray]:
     """The base columns and ``analyzers``' columns of one batch, run in order in this thread;
-    returns them with the scope gate (counted into the corpus's in-scope documents)."""
+    returns them with the scope gate (counted into the corpus's in-scope documents), and with
+    ``groups`` the same counts per group into ``group_counts``."""
     columns = begin_batch(batch, counts)
     gate = np.ones(len(batch), dtype=bool) if scope.everything else None
-    gate = run_analyzers(batch, analyzers, scope, columns, gate, counts, timings, samples)
+    gate = run_analyzers(batch, analyzers, scope, columns, gate, counts, timings, samples, groups, group_counts)
     if gate is None:
         gate = scope.gate(None, len(batch))
     counts["corpus"]["in_scope_documents"] += int(gate.sum())
+    if groups is not None:
+        groups.count_corpus(columns["chars"], list(map(utf8_size, batch.texts)), gate, group_counts)
     return columns, gate
 
 
 def split_for_overlap(analyzers: Sequence[Analyzer]) -> tuple[list[Analyzer], list[Analyzer]]:
     """(analyzers run in order on each batch, analyzers run after them in a background thread,
     overlapping the next batch's reading and first analyzers). The second list holds analyzers
-    that say :meth:`~Analyzer.overlaps` (a GPU model) and that no analyzer of the first list needs."""
-    background = [a for a in analyzers if a.overlaps()]
-    foreground = [a for a in analyzers if a not in background]
-    background_names = {a.name for a in background}
+    that say :meth:`~Analyzer.overlaps` (a GPU model) and those that require one of them (they run
+    after it in the same thread, in order, and see its columns); none of the first list needs them."""
+    background_names: set[str] = set()
+    for a in analyzers:  # in order: dependencies first
+        if a.overlaps() or set(a.requires) & background_names:
+            background_names.add(a.name)
+    background = [a for a in analyzers if a.name in background_names]
+    foreground = [a for a in analyzers if a.name not in background_names]
     if any(set(a.requires) & background_names for a in foreground):
         return list(analyzers), []
     return foreground, background
@@ -183,9 +203,12 @@ def _wait_for_background(pending: tuple[BackgroundBatch, int, int] | None) -> No
 class BackgroundBatch:
     """The background part of one batch: a daemon thread (Ctrl-C must not wait for a model)."""
 
-    def __init__(self, batch, analyzers, scope: Scope, columns, gate, samples: SampleKeeper | None = None):
+    def __init__(self, batch, analyzers, scope: Scope, columns, gate, samples: SampleKeeper | None = None,
+                 groups: "grouping.BatchGroups | None" = None):
         self.columns = columns
         self.counts: dict[str, Counter] = {}
+        self.groups = groups
+        self.group_counts: grouping.GroupCounts = {}
         # this thread's own keeper (a keeper is not thread-safe), combined in result()
         self.samples = SampleKeeper(samples.limits) if samples else None
         self.timings: dict[str, float] = {}
@@ -198,12 +221,14 @@ class BackgroundBatch:
 
     def _run(self, batch, analyzers, scope, gate) -> None:
         try:
-            run_analyzers(batch, analyzers, scope, self.columns, gate, self.counts, self.timings, self.samples)
+            run_analyzers(batch, analyzers, scope, self.columns, gate, self.counts, self.timings, self.samples,
+                          self.groups, self.group_counts)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the scanning thread by result()
             self.error = exc
 
     def result(self, counts: dict[str, Counter], timings: dict[str, float],
-               samples: SampleKeeper | None = None) -> dict[str, pa.Array]:
+               samples: SampleKeeper | None = None,
+               group_counts: "grouping.GroupCounts | None" = None) -> dict[str, pa.Array]:
         if self.thread is not None:
             self.thread.join()
         if self.error is not None:
@@ -212,6 +237,8 @@ class BackgroundBatch:
             samples.update(self.samples)
         for name, c in self.counts.items():
             counts.setdefault(name, Counter()).update(c)
+        if group_counts is not None:
+            grouping.merge_into(group_counts, self.group_counts)
         for name, t in self.timings.items():
             timings[name] = timings.get(name, 0.0) + t
         return self.columns
@@ -224,7 +251,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
     t0 = time.perf_counter()
     schema = annotation_schema(analyzers)
     try:
-        fp = fingerprint(shard.path, shard.size)
+        fp = None if is_stdin(shard) else fingerprint(shard.path, shard.size)  # stdin: known once read
     except OSError as exc:
         raise ShardFailed(f"{shard.rel}: cannot read ({exc.strerror or type(exc).__name__})") from None
     writer = AtomicParquetWriter(out.annotation_path(shard.key), schema)
@@ -234,6 +261,8 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
     timings: dict[str, float] = {}
     # review samples of the analyzers that keep them (none: no samples file is written)
     samples = SampleKeeper({a.name: sampling["limit"] for a in analyzers if (sampling := a.review_sampling())})
+    group_by = grouping.GroupBy.parse(read.group_by) if read.group_by is not None else None
+    group_counts: grouping.GroupCounts | None = {} if group_by is not None else None
     last_pos = 0
     docs = 0
     for a in analyzers:
@@ -243,7 +272,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
 
     def finish(job: BackgroundBatch, n: int, consumed: int) -> None:
         nonlocal docs
-        columns = job.result(counts, timings, samples)
+        columns = job.result(counts, timings, samples, group_counts)
         table = pa.table({f.name: columns[f.name] for f in schema}).cast(schema)
         writer.write(table)
         if emit is not None:
@@ -265,11 +294,14 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
             last_pos = max(pos, last_pos)
             if batch is not None and len(batch):
                 # this batch's foreground analyzers run while the previous batch's background ones finish
-                columns, gate = analyze_in_order(batch, foreground, scope, counts, timings, samples or None)
+                groups = (grouping.BatchGroups.of(batch.fields, group_by, len(batch))
+                          if group_by is not None else None)
+                columns, gate = analyze_in_order(batch, foreground, scope, counts, timings, samples or None,
+                                                 groups, group_counts)
                 if pending is not None:
                     finish(*pending)  # one batch in the background at a time, in order
                     pending = None
-                job = BackgroundBatch(batch, background, scope, columns, gate, samples or None)
+                job = BackgroundBatch(batch, background, scope, columns, gate, samples or None, groups)
                 if background:
                     pending = (job, len(batch), consumed)
                 else:  # nothing runs in the background
@@ -295,7 +327,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
         raise
     if progress is not None and shard.size > last_pos:
         progress(0, shard.size - last_pos)
-    atomic_write_table(out.partial_path(shard.key), partials.to_table(counts))
+    atomic_write_table(out.partial_path(shard.key), partials.to_table(counts, group_counts))
     if samples:  # before the done marker: a shard is done only with its samples
         sample_table = samples.to_table()
         atomic_write_table(out.samples_path(shard.key), sample_table)
@@ -308,5 +340,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
     }
     if samples:
         record["review_samples"] = sample_table.num_rows  # its samples file must read back (OutDir.damaged)
+    if fp is None:  # standard input: the bytes read and their sha256, computed while reading
+        record.update(stdin_read() or {})
     atomic_write_json(out.done_path(shard.key), record)
     return record

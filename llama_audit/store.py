@@ -377,7 +377,7 @@ class OutDir:
                 return f"{what} file missing"
             except (OSError, pa.ArrowException) as exc:
                 return f"{what} file unreadable ({str(exc).splitlines()[0][:120]})"
-            if what == "partial" and not schema.remove_metadata().equals(partials.SCHEMA):
+            if what == "partial" and not partials.is_partial_schema(schema.remove_metadata()):
                 return "partial file has another schema"
             if what == "annotations":
                 if meta.num_rows != rec.get("documents"):

@@ -51,6 +51,9 @@ class DocBatch:
     doc_ids: list[str]
     texts: list[str]
     fields: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    # --text-field fallbacks (``text,content``): how many documents took their text from each
+    # field path (empty with one text field); the scan counts them as corpus ``text_field/<path>``
+    text_fields: dict[str, int] = dataclasses.field(default_factory=dict)
     # per-batch work shared between analyzers (e.g. the one tokenisation pass); not data
     cache: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 

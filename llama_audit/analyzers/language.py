@@ -189,13 +189,16 @@ class LanguageAnalyzer(Analyzer):
     def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
         """Table 10: every label (``unknown`` included), most documents first, as a share of all
         documents (the paper's Table 10 is of the whole corpus, not of the in-scope part), with its
-        95% Wilson interval (``ci95``)."""
+        95% Wilson interval (``ci95``); with ``--paper``, the paper's share beside it (``paper_pct``)
+        on the rows of the languages Table 10 lists."""
         total_docs = ctx.corpus["documents"]
+        paper = ctx.paper_table(PAPER_TABLE)
         rows = sorted(((key.removeprefix(DOCUMENTS_PREFIX), v) for key, v in counts.items()
                        if key.startswith(DOCUMENTS_PREFIX)), key=lambda lv: (-lv[1], lv[0]))
         return {"threshold": ctx.config.get("threshold", LanguageOptions().threshold), "documents": total_docs,
                 "rows": [{"lang": lang, "documents": v, "pct": pct(v, total_docs),
-                          "ci95": wilson_ci95(v, total_docs), "chars": counts.get(CHARS_PREFIX + lang, 0)}
+                          "ci95": wilson_ci95(v, total_docs), **ctx.paper_json(paper.get(lang)),
+                          "chars": counts.get(CHARS_PREFIX + lang, 0)}
                          for lang, v in rows]}
 
     @classmethod
@@ -215,7 +218,9 @@ class LanguageAnalyzer(Analyzer):
     @classmethod
     def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
         key = cls.report_json_key()
-        return [[key, "", r["lang"], r["documents"], r["pct"], ""] + r["ci95"] for r in section["rows"]]
+        paper = ctx.paper_table(PAPER_TABLE)
+        return [[key, "", r["lang"], r["documents"], r["pct"], ""] + r["ci95"]
+                + ctx.paper_csv_cells(paper.get(r["lang"])) for r in section["rows"]]
 
     @classmethod
     def report_figures(cls, section: dict, ctx: ReportContext) -> list[FigureSpec]:

@@ -91,18 +91,30 @@ class PronounAnalyzer(Analyzer):
     def report_section(cls, counts: Counter, ctx: ReportContext) -> dict:
         """Table 9a: for each header, the share of in-scope documents with one of its words, and
         the share of those documents per group (a document can count in several groups), each with
-        its 95% Wilson interval (``ci95``, ``rows_ci95``) and its documents (``rows_documents``)."""
+        its 95% Wilson interval (``ci95``, ``rows_ci95``) and its documents (``rows_documents``).
+        With ``--paper``, the paper's numbers beside ours (``paper_pct``, ``rows_paper_pct``)."""
         n = counts["documents"]
+        paper = ctx.paper_table(PAPER_TABLE)
         section: dict = {"documents": n}
         for header, groups in HEADERS.items():
             with_header = counts[DOCUMENTS_PREFIX + header]
             in_group = {g: counts[DOCUMENTS_PREFIX + g] for g in groups}
             section[header] = {"pct": pct(with_header, n), "ci95": wilson_ci95(with_header, n),
+                               **ctx.paper_json(paper.get(HEADER_ROWS[header][1])),
                                "documents": with_header,
                                "rows": {g: pct(k, with_header) for g, k in in_group.items()},
                                "rows_ci95": {g: wilson_ci95(k, with_header) for g, k in in_group.items()},
                                "rows_documents": in_group}
+            if ctx.paper is not None:  # beside rows_ci95, the groups the paper has a number for
+                paper_rows = {g: cls.paper_row(paper, g) for g in in_group}
+                section[header]["rows_paper_pct"] = {g: v for g, v in paper_rows.items() if v is not None}
         return section
+
+    @staticmethod
+    def paper_row(paper: Mapping, group: str) -> float | None:
+        """The paper's Table 9a number of one of our groups (None for a group it has not: a
+        ``--pronoun-lexicon`` of other groups)."""
+        return paper.get("rows_pct", {}).get(GROUP_ROWS[group][0]) if group in GROUP_ROWS else None
 
     @classmethod
     def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
@@ -126,11 +138,14 @@ class PronounAnalyzer(Analyzer):
     @classmethod
     def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
         key = cls.report_json_key()
+        paper = ctx.paper_table(PAPER_TABLE)
         rows = []
         for header in HEADERS:
             sec = section[header]
-            rows.append([key, header, "(any)", sec["documents"], sec["pct"], ""] + sec["ci95"])
+            rows.append([key, header, "(any)", sec["documents"], sec["pct"], ""] + sec["ci95"]
+                        + ctx.paper_csv_cells(paper.get(HEADER_ROWS[header][1])))
             rows += [[key, header, group, sec["rows_documents"][group], value, ""] + sec["rows_ci95"][group]
+                     + ctx.paper_csv_cells(cls.paper_row(paper, group))
                      for group, value in sec["rows"].items()]
         return rows
 

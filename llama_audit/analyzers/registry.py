@@ -28,6 +28,7 @@ BUILTINS: dict[str, str] = {
     "identities": "llama_audit.analyzers.identities:IdentityAnalyzer",
     "pii": "llama_audit.analyzers.pii:PiiAnalyzer",
     "toxicity": "llama_audit.analyzers.toxicity:ToxicityAnalyzer",
+    "identity_toxicity": "llama_audit.analyzers.identity_toxicity:IdentityToxicityAnalyzer",
 }
 
 

@@ -7,12 +7,17 @@ One module per format (``jsonl``, ``parquet``, ``arrow``, ``text``) implements :
 
 from .base import Format, Redactions
 from .discover import detect_format, discover, make_shard, shard_key
-from .records import BAD_REASONS, BadRecord, Item, ReadSpec, Shard, ShardUnreadable, UnsupportedFormat
+from .records import (BAD_REASONS, STDIN_ARG, STDIN_FORMATS, TEXT_FIELD_COUNT_PREFIX, BadRecord, Item, ReadSpec, Shard, ShardUnreadable,
+                      UnsupportedFormat, is_stdin, stdin_request, stdin_shard)
+from .streams import stdin_read
 from .registry import FORMATS, SUPPORTED_FORMATS_TEXT, format_for, read_shard
 
 __all__ = [
     "BAD_REASONS",
     "FORMATS",
+    "STDIN_ARG",
+    "STDIN_FORMATS",
+    "TEXT_FIELD_COUNT_PREFIX",
     "SUPPORTED_FORMATS_TEXT",
     "BadRecord",
     "Format",
@@ -25,7 +30,11 @@ __all__ = [
     "detect_format",
     "discover",
     "format_for",
+    "is_stdin",
     "make_shard",
     "read_shard",
     "shard_key",
+    "stdin_read",
+    "stdin_request",
+    "stdin_shard",
 ]

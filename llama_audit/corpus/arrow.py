@@ -17,7 +17,7 @@ import pyarrow as pa
 from ..store import atomic_output
 from . import columnar
 from .base import Format, Redactions
-from .fields import FieldPath, SpecPaths
+from .fields import FieldPath, SpecPaths, field_list
 from .records import BadRecord, Item, ReadSpec, Shard, ShardUnreadable
 from .streams import error_text
 
@@ -83,7 +83,7 @@ class HfArrow(Format):
     def read(self, shard: Shard, spec: ReadSpec) -> Iterator[Item]:
         ipc = _Ipc(shard)
         paths = SpecPaths(spec)
-        absent = paths.text.absent_from(ipc.reader.schema)
+        absent = paths.text_absent_from(ipc.reader.schema)
         if absent is not None:  # every record batch of an IPC file or stream has this schema
             ipc.close()
             raise ShardUnreadable(f"{shard.path}: {absent}")
@@ -95,7 +95,7 @@ class HfArrow(Format):
     def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
                 text_field: str, field_redactions: Mapping[str, Redactions] | None = None) -> None:
         ipc = _Ipc(shard)
-        text = FieldPath(text_field)
+        text = tuple(FieldPath(p) for p in field_list(text_field))  # fallbacks too
         new_writer = pa.ipc.new_file if ipc.is_file else pa.ipc.new_stream
         try:
             with atomic_output(dest) as tmp, pa.OSFile(str(tmp), "wb") as sink, \

@@ -52,7 +52,8 @@ class Format(abc.ABC):
                 text_field: str, field_redactions: "Mapping[str, Redactions] | None" = None) -> None:
         """Write a copy of ``shard`` to ``dest`` atomically, in the same format and compression:
         only rows with ``keep[row]`` true (rows past its end are dropped), the text at the field
-        path ``text_field`` of each row in ``redactions`` replaced, everything else untouched. A
+        path ``text_field`` of each row in ``redactions`` replaced (with fallbacks, ``text,content``: at the
+        first listed path holding a string, where the scan read it), everything else untouched. A
         row with no string at that path has nothing to redact and is written as it is.
 
         ``field_redactions``: field path -> row -> function, for the string values at other field

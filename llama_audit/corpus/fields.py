@@ -16,8 +16,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..types import ConfigError
 from .records import ReadSpec
 
+#: separates the fallbacks of ``--text-field`` / ``--id-field`` (``text,content,raw_content``)
+FIELD_LIST_SEPARATOR = ","
 _LISTED = 8  # names shown when a column or struct field is missing
 _NAME_CHARS = 40  # characters of one listed name (a name is schema, but may be long)
 
@@ -28,12 +31,41 @@ def _listing(names: Sequence[str]) -> str:
     return ", ".join(shown) + (", ..." if len(names) > _LISTED else "")
 
 
-def absent_everywhere(path: str, names: Sequence[str], detail: str = "") -> str:
-    """The one-line reason a shard fails when no record has the text field at ``path``: names the
-    top-level fields that do exist (names only, never values: values may hold personal data), so
-    that a mistyped --text-field is found from the error alone."""
+def field_list(value: str, option: str = "--text-field") -> tuple[str, ...]:
+    """The field paths of a ``--text-field`` / ``--id-field`` value: one path, or fallbacks joined
+    by :data:`FIELD_LIST_SEPARATOR` (``text,content,raw_content``: per record the first that holds a
+    value is used, as datatrove's and dolma's readers are configured for RedPajama, Dolma and C4
+    dumps that name the text differently). Spaces around names are dropped; an empty name or a
+    name listed twice is a ConfigError naming ``option``."""
+    parts = tuple(p.strip() for p in str(value).split(FIELD_LIST_SEPARATOR))
+    if not all(parts):
+        raise ConfigError(f"{option} {value!r}: an empty field name (list fallbacks as text,content,raw_content)")
+    twice = sorted({p for p in parts if parts.count(p) > 1})
+    if twice:
+        raise ConfigError(f"{option} {value!r}: {twice[0]!r} is listed twice")
+    return parts
+
+
+def normal_field_list(value: str, option: str = "--text-field") -> str:
+    """``value`` checked and written the one way the configuration records it (``text,content``)."""
+    return FIELD_LIST_SEPARATOR.join(field_list(value, option))
+
+
+def _fields_phrase(paths: str | Sequence[str]) -> str:
+    """``field 'text'``, or ``any of the fields 'text', 'content'`` for fallbacks."""
+    names = field_list(paths) if isinstance(paths, str) else tuple(paths)
+    if len(names) == 1:
+        return f"field {names[0]!r}"
+    return "any of the fields " + ", ".join(map(repr, names))
+
+
+def absent_everywhere(path: str | Sequence[str], names: Sequence[str], detail: str = "") -> str:
+    """The one-line reason a shard fails when no record has the text field at ``path`` (or any of
+    its fallbacks): names the top-level fields that do exist (names only, never values: values
+    may hold personal data), so that a mistyped --text-field is found from the error alone."""
     more = f"; {detail}" if detail else ""
-    return f"no record has field {path!r} (fields seen: {_listing(names) or 'none'}{more}; is --text-field right?)"
+    return (f"no record has {_fields_phrase(path)} (fields seen: {_listing(names) or 'none'}{more}; "
+            "is --text-field right?)")
 
 
 def id_text(v: object) -> str:
@@ -165,19 +197,35 @@ def _replace_child(values: pa.Array, children: tuple[int, ...], fn: Callable[[pa
 
 
 class SpecPaths:
-    """The field paths of a :class:`ReadSpec`, parsed once per shard."""
+    """The field paths of a :class:`ReadSpec`, parsed once per shard. ``text`` and ``id`` are the
+    first listed paths; ``texts`` and ``ids`` all of them, fallbacks after the first (see
+    :func:`field_list`)."""
 
-    __slots__ = ("text", "id", "fields")
+    __slots__ = ("text", "id", "texts", "ids", "fields")
 
     def __init__(self, spec: ReadSpec):
-        self.text = FieldPath(spec.text_field)
-        self.id = FieldPath(spec.id_field)
+        self.texts = tuple(FieldPath(p) for p in field_list(spec.text_field, "--text-field"))
+        self.ids = tuple(FieldPath(p) for p in field_list(spec.id_field, "--id-field"))
+        self.text, self.id = self.texts[0], self.ids[0]
         self.fields = tuple(FieldPath(p) for p in spec.fields)
+
+    @property
+    def fallbacks(self) -> bool:
+        """Whether the text field lists fallbacks (then which one each document used is counted)."""
+        return len(self.texts) > 1
+
+    def text_absent_from(self, schema: pa.Schema) -> str | None:
+        """The shard-level error when no listed text path is in ``schema``, or None."""
+        if not self.fallbacks:
+            return self.text.absent_from(schema)
+        if any(p.missing_in(schema) is None for p in self.texts):
+            return None
+        return absent_everywhere([p.path for p in self.texts], schema.names)
 
     def top_columns(self, names: Sequence[str]) -> list[str]:
         """The top-level columns to read for this spec (those present), each once, text first."""
         out: list[str] = []
-        for path in (self.text, self.id, *self.fields):
+        for path in (*self.texts, *self.ids, *self.fields):
             top = path.top_column(names)
             if top is not None and top not in out:
                 out.append(top)

@@ -17,8 +17,8 @@ import orjson
 from ..store import atomic_output
 from ..types import DocBatch
 from .base import Format, Redactions, kept
-from .fields import FieldPath, SpecPaths, absent_everywhere, id_text
-from .records import BadRecord, Item, ReadSpec, Shard, ShardUnreadable
+from .fields import FieldPath, SpecPaths, absent_everywhere, field_list, id_text
+from .records import BadRecord, Item, ReadSpec, Shard, ShardUnreadable, is_stdin
 from .streams import BOM, GZIP_MAGIC, ZSTD_MAGIC, ByteSource, StreamEnd, line_blocks, open_stream, open_writer
 
 _SNIFF = 1 << 16  # bytes of the first block examined to recognise a whole JSON document
@@ -66,13 +66,28 @@ def _text_bad(row: int, lineno: int, obj: dict, text: FieldPath, found: tuple[di
     return BadRecord(row, "non_string_text", f"line {lineno}: field {text.path!r} is {_json_type(value)}, not a string")
 
 
-def _not_json_lines(first: bytes) -> str | None:
+def _texts_bad(row: int, lineno: int, obj: dict, texts: tuple[FieldPath, ...]) -> tuple[BadRecord, bool]:
+    """The bad record of an object none of whose text fallbacks holds a string, and whether none
+    of them exists in it at all (for the shard-level error): a non-string value is named first."""
+    found = [(path, path.find(obj)) for path in texts]
+    for path, at in found:
+        if at is not None and at[0][at[1]] is not None:
+            value = at[0][at[1]]
+            return BadRecord(row, "non_string_text",
+                             f"line {lineno}: field {path.path!r} is {_json_type(value)}, not a string"), False
+    absent = all(at is None for _, at in found)
+    names = ", ".join(repr(path.path) for path, _ in found)
+    return BadRecord(row, "missing_text", f"line {lineno}: fields {names} are "
+                                          f"{'missing' if absent else 'missing or null'}"), absent
+
+
+def _not_json_lines(first: bytes, stdin: bool = False) -> str | None:
     """Recognise a whole JSON document (array or pretty-printed object) from its first line, or
-    compressed data under a plain name."""
+    compressed data under a plain name (on standard input: read without --input-format)."""
     if first.startswith(GZIP_MAGIC):
-        return "gzip-compressed data (name it .jsonl.gz)"
+        return "gzip-compressed data (" + ("pass --input-format jsonl.gz" if stdin else "name it .jsonl.gz") + ")"
     if first.startswith(ZSTD_MAGIC):
-        return "zstd-compressed data (name it .jsonl.zst)"
+        return "zstd-compressed data (" + ("pass --input-format jsonl.zst" if stdin else "name it .jsonl.zst") + ")"
     head = first[:_SNIFF].lstrip()
     if head.startswith(BOM):
         head = head[3:].lstrip()
@@ -111,7 +126,7 @@ def _open_lines(shard: Shard) -> tuple[ByteSource, Iterator[list[bytes]]]:
         first = next(chunks, b"")
     except StreamEnd as e:
         first, err = b"", e
-    what = _not_json_lines(first)
+    what = _not_json_lines(first, is_stdin(shard))
     if what is not None:
         src.close()
         raise ShardUnreadable(
@@ -142,9 +157,10 @@ class JsonLines(Format):
     def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
                 text_field: str, field_redactions: Mapping[str, Redactions] | None = None) -> None:
         """See :meth:`Format.rewrite`; ``field_redactions`` (field path -> row -> function) redacts
-        string values at other field paths too (``scan --pii-fields``)."""
-        paths = [(FieldPath(text_field), redactions)]
-        paths += [(FieldPath(p), r) for p, r in sorted((field_redactions or {}).items())]
+        string values at other field paths too (``scan --pii-fields``). With --text-field
+        fallbacks the text is redacted where the scan read it: the first listed path holding a string."""
+        paths = [(tuple(FieldPath(p) for p in field_list(text_field)), redactions)]
+        paths += [((FieldPath(p),), r) for p, r in sorted((field_redactions or {}).items())]
         lines = self.records(shard)
         with atomic_output(dest) as tmp, open_writer(tmp, shard.format) as f:
             for row, line in lines:
@@ -154,12 +170,14 @@ class JsonLines(Format):
                 if todo:
                     obj = json.loads(line)  # the stdlib parser keeps big integers exact; field order is kept
                     changed = False
-                    for path, redact in todo:
-                        found = path.find(obj)
-                        if found is not None and type(found[0][found[1]]) is str:
-                            holder, key = found
-                            holder[key] = redact(holder[key])
-                            changed = True
+                    for candidates, redact in todo:
+                        for path in candidates:
+                            found = path.find(obj)
+                            if found is not None and type(found[0][found[1]]) is str:
+                                holder, key = found
+                                holder[key] = redact(holder[key])
+                                changed = True
+                                break
                     if changed:
                         line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
                 f.write(line)
@@ -182,10 +200,17 @@ def _lines(src: ByteSource, blocks: Iterator[list[bytes]]) -> Iterator[tuple[int
 
 
 def _batch(rel: str, rows: list[int], ids: list[str], texts: list[str], extra: tuple[FieldPath, ...],
-           values: list[list]) -> DocBatch | None:
+           values: list[list], fallbacks: tuple[FieldPath, ...] = (), first: str = "",
+           hits: list[int] | None = None) -> DocBatch | None:
     if not texts:
         return None
-    return DocBatch(rel, np.array(rows, dtype=np.int64), ids, texts, {p.path: v for p, v in zip(extra, values)})
+    used: dict[str, int] = {}
+    if fallbacks and hits is not None:  # documents of the first path: those no fallback gave
+        counted = {first: len(texts) - sum(hits), **{p.path: n for p, n in zip(fallbacks, hits)}}
+        used = {path: n for path, n in counted.items() if n}
+        hits[:] = [0] * len(hits)
+    return DocBatch(rel, np.array(rows, dtype=np.int64), ids, texts, {p.path: v for p, v in zip(extra, values)},
+                    text_fields=used)
 
 
 def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: SpecPaths,
@@ -200,6 +225,20 @@ def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: 
     tf, idf = text_path.path, id_path.path
     text_nested, id_nested = text_path.nested, id_path.nested
     extra = paths.fields
+    # --text-field / --id-field fallbacks: tried, in order, only where the first path gives no
+    # string (no id); ``hits`` counts per batch the documents each text fallback gave
+    fallbacks, id_fallbacks = paths.texts[1:], paths.ids[1:]
+    hits = [0] * len(fallbacks)
+    used = (fallbacks, tf, hits)  # _batch's last arguments
+    picked = [-1]  # the fallback the current record's text came from, counted once it is in a batch
+
+    def fallback_text(obj: dict) -> str | None:
+        for k, path in enumerate(fallbacks):
+            value = path.get(obj)
+            if type(value) is str:
+                picked[0] = k
+                return value
+        return None
     rows: list[int] = []
     ids: list[str] = []
     texts: list[str] = []
@@ -228,50 +267,66 @@ def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: 
                 else:
                     if type(obj) is dict:
                         text = obj.get(tf)
-                        if type(text) is str or (text_nested and type(text := text_path.get(obj)) is str):
+                        if (type(text) is str or (text_nested and type(text := text_path.get(obj)) is str)
+                                or (fallbacks and type(text := fallback_text(obj)) is str)):
                             n = len(line)
                             if nbytes + n > batch_bytes and texts:
-                                yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+                                yield _batch(rel, rows, ids, texts, extra, values, *used), bad, src.pos
                                 rows, ids, texts, bad, nbytes = [], [], [], [], 0
                                 values = [[] for _ in extra]
                             i = obj.get(idf)
                             if type(i) is str:
                                 ids.append(i)
-                            elif i is None and (not id_nested or (i := id_path.get(obj)) is None):
-                                ids.append(f"{rel}:{row}")
-                            elif type(i) is str:  # found by walking a nested id path
-                                ids.append(i)
-                            elif type(i) is float:  # orjson reads integers beyond 64 bits as floats
-                                exact = id_path.get(_exact_json(line))
-                                ids.append(id_text(i if exact is None else exact))
                             else:
-                                ids.append(id_text(i))
+                                id_at = id_path
+                                if i is None and id_nested:
+                                    i = id_path.get(obj)
+                                if i is None and id_fallbacks:
+                                    for id_at in id_fallbacks:
+                                        if (i := id_at.get(obj)) is not None:
+                                            break
+                                if i is None:
+                                    ids.append(f"{rel}:{row}")
+                                elif type(i) is str:  # found by walking a nested path, or a fallback
+                                    ids.append(i)
+                                elif type(i) is float:  # orjson reads integers beyond 64 bits as floats
+                                    exact = id_at.get(_exact_json(line))
+                                    ids.append(id_text(i if exact is None else exact))
+                                else:
+                                    ids.append(id_text(i))
                             if extra:
                                 for path, column in zip(extra, values):
                                     column.append(path.get(obj))
                             rows.append(row)
                             texts.append(text)
+                            if fallbacks and picked[0] >= 0:
+                                hits[picked[0]] += 1
+                                picked[0] = -1
                             nbytes += n
                             row += 1
                             if len(texts) >= batch_docs:
-                                yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+                                yield _batch(rel, rows, ids, texts, extra, values, *used), bad, src.pos
                                 rows, ids, texts, bad, nbytes = [], [], [], [], 0
                                 values = [[] for _ in extra]
                             continue
-                        found = text_path.find(obj)
-                        if found is None:
+                        if fallbacks:
+                            record, none_there = _texts_bad(row, row + blanks + 1, obj, paths.texts)
+                        else:
+                            found = text_path.find(obj)
+                            record, none_there = _text_bad(row, row + blanks + 1, obj, text_path, found), found is None
+                        if none_there:
                             absent += 1
                             if len(names) <= _NAMES_KEPT:
                                 for name in itertools.islice(obj, _NAMES_KEPT + 1):
                                     names[name] = None
-                        bad.append(_text_bad(row, row + blanks + 1, obj, text_path, found))
+                        bad.append(record)
                     else:
                         no_object += 1
                         bad.append(BadRecord(row, "not_an_object",
                                              f"line {row + blanks + 1}: the record is {_json_type(obj)}, not an object"))
                 row += 1
                 if len(bad) >= batch_docs:
-                    yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+                    yield _batch(rel, rows, ids, texts, extra, values, *used), bad, src.pos
                     rows, ids, texts, bad, nbytes = [], [], [], [], 0
                     values = [[] for _ in extra]
     except StreamEnd as e:
@@ -279,9 +334,9 @@ def _items(shard: Shard, src: ByteSource, blocks: Iterator[list[bytes]], paths: 
     finally:
         src.close()
     if absent and absent + no_object == row:  # objects, none with the field: no document, none bad for another cause
-        raise ShardUnreadable(f"{shard.path}: {absent_everywhere(text_path.path, list(names))}")
+        raise ShardUnreadable(f"{shard.path}: {absent_everywhere([p.path for p in paths.texts], list(names))}")
     lines = line = obj = text = None  # noqa: F841 - a huge last record's bytes and object are not kept during analysis
-    yield _batch(rel, rows, ids, texts, extra, values), bad, src.pos
+    yield _batch(rel, rows, ids, texts, extra, values, *used), bad, src.pos
 
 
 FORMAT = JsonLines()

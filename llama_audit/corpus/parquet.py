@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from ..store import PARQUET_OPTIONS, atomic_output
 from . import columnar
 from .base import Format, Redactions
-from .fields import FieldPath, SpecPaths
+from .fields import FieldPath, SpecPaths, field_list
 from .records import Item, ReadSpec, Shard, ShardUnreadable
 from .streams import error_text
 
@@ -62,7 +62,7 @@ class Parquet(Format):
     def read(self, shard: Shard, spec: ReadSpec) -> Iterator[Item]:
         pf, schema = _open(shard)
         paths = SpecPaths(spec)
-        absent = paths.text.absent_from(schema)
+        absent = paths.text_absent_from(schema)
         if absent is not None:  # the schema holds for every row: no record can have it
             pf.close()
             raise ShardUnreadable(f"{shard.path}: {absent}")
@@ -74,7 +74,7 @@ class Parquet(Format):
     def rewrite(self, shard: Shard, dest: Path, keep: np.ndarray, redactions: Redactions,
                 text_field: str, field_redactions: Mapping[str, Redactions] | None = None) -> None:
         pf, schema = _open(shard)
-        text = FieldPath(text_field)
+        text = tuple(FieldPath(p) for p in field_list(text_field))  # fallbacks too
         try:
             with atomic_output(dest) as tmp:
                 with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as writer:

@@ -50,6 +50,21 @@ def unsafe_key(key: object) -> str | None:
     return None
 
 
+#: corpus count ``text_field/<path>``: documents whose text came from that --text-field fallback
+#: (counted only when the option lists fallbacks, so other scans keep their partials byte for byte)
+TEXT_FIELD_COUNT_PREFIX = "text_field/"
+
+#: ``scan -``: the argument that reads one shard from standard input (see docs/input-formats.md)
+STDIN_ARG = "-"
+#: the stdin shard's :attr:`Shard.path`: not a file name (no file of that name is ever opened)
+STDIN_PATH = "<stdin>"
+#: the stdin shard's name (:attr:`Shard.rel`, the ``shard`` column) and output key: the same on
+#: every machine and run (a file's key always ends in ``-<8 hex>``, so none can be the same)
+STDIN_NAME = "stdin"
+#: ``--input-format``: what standard input may hold (streams without a name to detect it from)
+STDIN_FORMATS: tuple[str, ...] = ("jsonl", "jsonl.gz", "jsonl.zst")
+
+
 @dataclasses.dataclass(frozen=True)
 class Shard:
     """One input file: the unit of work and of resume."""
@@ -85,6 +100,34 @@ class Shard:
             root = path[:-len(suffix)] if path.endswith(suffix) else os.path.dirname(path)
         return cls(path=path, root=root, rel=rel, format=record["format"], size=record["size"],
                    mtime_ns=record["mtime_ns"], key=key)
+
+
+def is_stdin(shard: Shard) -> bool:
+    """Whether ``shard`` is standard input (``scan -``): read once per run, never reopened."""
+    return shard.path == STDIN_PATH
+
+
+def stdin_shard(fmt: str = "jsonl") -> Shard:
+    """The one shard of ``scan -``. Its size is unknown until it is read (0 in the plan); the
+    done marker records the bytes read and their sha256 (:func:`~llama_audit.corpus.streams.stdin_read`)."""
+    if fmt not in STDIN_FORMATS:
+        raise ConfigError(f"--input-format takes {', '.join(STDIN_FORMATS)} (got {fmt!r})")
+    return Shard(path=STDIN_PATH, root=STDIN_ARG, rel=STDIN_NAME, format=fmt, size=0, mtime_ns=0, key=STDIN_NAME)
+
+
+def stdin_request(paths: "list[str] | tuple[str, ...]", input_format: str | None) -> Shard | None:
+    """The stdin shard when the corpus is ``-``, None when ``-`` is not among ``paths``.
+    ConfigError (before any work) for ``--input-format`` without ``-``, and for ``-`` with other
+    paths: the stdin shard is read by the scanning process itself, once, so it is scanned alone."""
+    if STDIN_ARG not in paths:
+        if input_format is not None:
+            raise ConfigError("--input-format is for standard input only: give '-' as the corpus "
+                              "(cat part.jsonl.gz | llama-audit scan - --input-format jsonl.gz --out OUT)")
+        return None
+    if len(paths) > 1:
+        raise ConfigError("'-' (standard input) is scanned alone: give no other corpus paths with it "
+                          "(scan them into another --out, or pipe them all into standard input)")
+    return stdin_shard(input_format or STDIN_FORMATS[0])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,11 +9,13 @@ A stream that stops early (I/O error, corrupt or cut-off compressed data) raises
 from __future__ import annotations
 
 import gzip
+import hashlib
+import sys
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .records import ShardUnreadable
+from .records import STDIN_PATH, ShardUnreadable
 
 PLAIN_CHUNK = 1 << 22  # bytes read at a time from an uncompressed file
 GZ_IN_CHUNK = 1 << 18  # compressed bytes fed to zlib at a time
@@ -50,25 +52,64 @@ def compression(fmt: str) -> str | None:
     return None
 
 
-class ByteSource:
-    """An unbuffered file that counts the bytes read and turns I/O errors into StreamEnd."""
+#: what the last stream read from standard input was: (bytes read, sha256 of them), see stdin_read
+_stdin_seen: list[tuple[int, str]] = []
 
-    def __init__(self, path: str):
-        try:
-            self.f = open(path, "rb", buffering=0)
-        except OSError as e:
-            raise ShardUnreadable(f"{path}: cannot open: {error_text(e)}") from None
+
+def stdin_read() -> dict | None:
+    """``{"size": bytes read, "fingerprint": sha256 of them}`` of standard input as this process
+    read it (``scan -``), or None before it was read. A stream cannot be read twice, so its done
+    marker records this identity, computed while reading, in place of a file's fingerprint."""
+    if not _stdin_seen:
+        return None
+    size, digest = _stdin_seen[-1]
+    return {"size": size, "fingerprint": digest}
+
+
+class ByteSource:
+    """An unbuffered file that counts the bytes read and turns I/O errors into StreamEnd.
+
+    ``stream``: read this open binary stream instead of opening ``path`` (standard input for
+    :data:`~llama_audit.corpus.records.STDIN_PATH`); it cannot seek, so the bytes peeked at are
+    kept and read again, and a sha256 of everything read is kept (:func:`stdin_read`). The
+    stream is not closed (it is not ours)."""
+
+    def __init__(self, path: str, stream: BinaryIO | None = None):
+        self.stream = stream is not None
+        if stream is not None:
+            self.f = stream
+        else:
+            try:
+                self.f = open(path, "rb", buffering=0)
+            except OSError as e:
+                raise ShardUnreadable(f"{path}: cannot open: {error_text(e)}") from None
+        self.path = path
         self.pos = 0
+        self.head = b""  # bytes peeked at on a stream, handed out again by the next read
+        self.sha = hashlib.sha256() if self.stream else None
 
     def read(self, n: int) -> bytes:
+        if self.head:
+            b, self.head = self.head[:n], self.head[n:]
+            self.pos += len(b)
+            return b
         try:
             b = self.f.read(n)
         except OSError as e:
             raise StreamEnd("read_error", f"I/O error at byte {self.pos}: {error_text(e)}") from None
+        b = b or b""
+        if self.sha is not None:
+            self.sha.update(b)
         self.pos += len(b)
         return b
 
     def peek_magic(self, path: str) -> bytes:
+        if self.stream:
+            head = self.read(4)  # a pipe may hand over fewer bytes per read: read up to 4 or EOF
+            while 0 < len(head) < 4 and (more := self.read(4 - len(head))):
+                head += more
+            self.head, self.pos = head, self.pos - len(head)
+            return head
         try:
             head = self.f.read(4)
             self.f.seek(0)
@@ -78,7 +119,11 @@ class ByteSource:
         return head
 
     def close(self) -> None:
-        self.f.close()
+        if not self.stream:
+            self.f.close()
+        elif self.sha is not None:
+            _stdin_seen.append((self.pos + len(self.head), self.sha.hexdigest()[:32]))
+            self.sha = None
 
 
 def plain_chunks(src: ByteSource) -> Iterator[bytes]:
@@ -154,12 +199,21 @@ def zstd_chunks(src: ByteSource) -> Iterator[bytes]:
         raise StreamEnd("truncated_stream", f"zstd stream ends early at byte {src.pos} (file cut short?)")
 
 
-def open_stream(path: str, fmt: str) -> tuple[ByteSource, Iterator[bytes]]:
-    """The file's bytes, decompressed as the format name says (``.gz`` / ``.zst``), in blocks.
+def open_stream(path: str, fmt: str, stream: BinaryIO | None = None) -> tuple[ByteSource, Iterator[bytes]]:
+    """The file's bytes (or ``stream``'s: standard input for
+    :data:`~llama_audit.corpus.records.STDIN_PATH`), decompressed as the format name says
+    (``.gz`` / ``.zst``), in blocks.
 
-    Raises ShardUnreadable when the file cannot be opened or its magic bytes do not match."""
-    src = ByteSource(path)
+    Raises ShardUnreadable when the file cannot be opened, its magic bytes do not match, or a
+    stream is empty (nothing was piped in: a mistake, where an empty file is a shard of none)."""
+    if stream is None and path == STDIN_PATH:
+        stream = sys.stdin.buffer
+    src = ByteSource(path) if stream is None else ByteSource(path, stream)
     kind = compression(fmt)
+    if src.stream and not src.peek_magic(path):
+        src.close()
+        raise ShardUnreadable(f"{path}: standard input is empty (nothing was piped in?)" if path == STDIN_PATH
+                              else f"{path}: the stream is empty")
     if kind is None:
         return src, plain_chunks(src)
     magic = src.peek_magic(path)

@@ -20,9 +20,10 @@ from typing import Any, Mapping, Sequence
 
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
-from llama_audit.report.section import (CSV_COLUMNS, PAPER_COLUMN, DisplayTable, FigureSpec, ReportContext, printable,
-                                        report_options_for)
+from llama_audit.report.section import (CSV_COLUMNS, PAPER_COLUMN, PAPER_CSV_COLUMN, DisplayTable, FigureSpec,
+                                        ReportContext, printable, report_options_for)
 from llama_audit.report.provenance import PROVENANCE, csv_rows as provenance_csv_rows, provenance_table
+from llama_audit.report import grouped
 from llama_audit.report.tables import CORPUS, is_skipped, paper_reference, section_owners
 
 CORPUS_CSV_ROWS = ("documents", "bytes", "shards", "bad_records", "in_scope_documents")
@@ -42,12 +43,15 @@ def declared_values(analyzer: type[Analyzer], option_values: Mapping[str, Any]) 
 
 
 def drawn_sections(report: dict, *, report_options: Mapping[str, AnalyzerOptions] | None = None,
-                   paper: bool = False, **option_values: Any) -> list[tuple[type[Analyzer], dict, ReportContext]]:
+                   paper: bool = False, owners: Mapping[str, type[Analyzer]] | None = None,
+                   **option_values: Any) -> list[tuple[type[Analyzer], dict, ReportContext]]:
     """``(owner, section, context)`` of each section an analyzer draws (not the corpus, not the
-    provenance, not the skipped ones), by ``report_order``, ties in the report's order."""
+    provenance, not the skipped ones), by ``report_order``, ties in the report's order.
+    ``owners``: the section owners already looked up (the groups of ``report --group-by``)."""
     reference = paper_reference() if paper else None
-    keys = [key for key, section in report.items() if key not in (CORPUS, PROVENANCE) and not is_skipped(section)]
-    owners = section_owners(keys)
+    keys = [key for key, section in report.items()
+            if key not in (CORPUS, PROVENANCE, *grouped.REPORT_KEYS) and not is_skipped(section)]
+    owners = section_owners(keys) if owners is None or not set(keys) <= set(owners) else owners
     drawn = []
     for key in sorted(keys, key=lambda k: owners[k].report_order):
         cls = owners[key]
@@ -62,6 +66,7 @@ def corpus_table(c: dict) -> DisplayTable:
             ["bad records", c["bad_records"]],
             [f"in-scope documents ({','.join(c.get('languages_in_scope', []))})", c["in_scope_documents"]]]
     rows += [[f"  bad: {k}", v] for k, v in c.get("bad_records_by_reason", {}).items()]
+    rows += [[f"  text from: {k}", v] for k, v in c.get("text_field_used", {}).items()]  # --text-field fallbacks
     note = "" if c.get("complete", True) else (
         f"PARTIAL: {c['shards_done']} of {c['shards']} shards done ({c['shards_failed']} failed); rerun scan to finish"
         + (f"; failed: {', '.join(c['failed_shards'])}" if c.get("failed_shards") else "")
@@ -78,6 +83,7 @@ def display_tables(report: dict, **kw: Any) -> list[DisplayTable]:
             for key, section in report.items() if is_skipped(section)]
     for cls, section, ctx in drawn_sections(report, **kw):
         out += cls.report_tables(section, ctx)
+    out += grouped.display_tables(report, **kw)  # report --group-by / --top-hosts: after the whole corpus's
     return [with_paper_delta(t) for t in out]
 
 
@@ -200,27 +206,40 @@ def render_markdown(report: dict, *, min_docs: int = 0, tables: list[DisplayTabl
     return "\n".join(parts)
 
 
-def csv_row(row: list) -> list:
+def csv_row(row: list, columns: Sequence[str] = CSV_COLUMNS) -> list:
     """A CSV row with every column: an analyzer that gives fewer cells (a plugin written before
-    the interval columns) gets empty ones."""
-    return list(row) + [""] * (len(CSV_COLUMNS) - len(row))
+    the interval columns, or one that knows no paper's numbers) gets empty ones."""
+    return list(row) + [""] * (len(columns) - len(row))
+
+
+def csv_columns(paper: bool = False) -> list[str]:
+    """The CSV's columns: :data:`CSV_COLUMNS`, then the paper's number with ``--paper``."""
+    return CSV_COLUMNS + [PAPER_CSV_COLUMN] if paper else list(CSV_COLUMNS)
 
 
 def render_csv(report: dict, *, min_docs: int = 0, **kw) -> str:
     """Long format for spreadsheets: one row per number, every table, no truncation (``min_docs``
-    is accepted for one call shape with the other formats, and ignored: the CSV keeps every row)."""
+    is accepted for one call shape with the other formats, and ignored: the CSV keeps every row).
+    With ``paper=True`` a last column, :data:`PAPER_CSV_COLUMN`, holds the paper's number where
+    the row's analyzer has one (its ``report_csv``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    w.writerows(csv_row(row) for row in provenance_csv_rows(report.get(PROVENANCE) or {}))
+    columns = csv_columns(kw.get("paper", False))
+    is_grouped = any(report.get(k) is not None for k in grouped.REPORT_KEYS)
+    if is_grouped:  # report --group-by / --top-hosts: one more column, the group of each row ("" overall)
+        columns = columns + [grouped.CSV_GROUP_COLUMN]
+    w.writerow(columns)
+    w.writerows(csv_row(row, columns) for row in provenance_csv_rows(report.get(PROVENANCE) or {}))
     c = report[CORPUS]
     for k in CORPUS_CSV_ROWS:
-        w.writerow(csv_row([CORPUS, "", k, c[k]]))
+        w.writerow(csv_row([CORPUS, "", k, c[k]], columns))
     for cls, section, ctx in drawn_sections(report, **kw):
-        w.writerows(csv_row(row) for row in cls.report_csv(section, ctx))
+        w.writerows(csv_row(row, columns) for row in cls.report_csv(section, ctx))
     for key, section in report.items():
         if is_skipped(section):
-            w.writerow(csv_row([key, "skipped", section["reason"]]))
+            w.writerow(csv_row([key, "skipped", section["reason"]], columns))
+    if is_grouped:
+        w.writerows(csv_row(row, columns[:-1]) + [cell] for row, cell in grouped.csv_rows(report, **kw))
     return buf.getvalue()
 
 

@@ -25,6 +25,12 @@ PAPER_COLUMN = "Llama 2 %"
 #: the columns of the long-format CSV; every analyzer's ``report_csv`` rows follow them (rows
 #: with fewer cells, from an analyzer written before the interval columns, are padded with empty ones)
 CSV_COLUMNS = ["table", "group", "label", "documents", "pct", "matches", "ci95_low", "ci95_high"]
+#: the column after :data:`CSV_COLUMNS` with ``report --paper`` only (so that the CSV without it
+#: stays as it was): the paper's number for the row's ``pct``, empty where the paper has none
+PAPER_CSV_COLUMN = "paper_pct"
+#: the JSON key of the paper's number beside one of ours with ``report --paper`` (beside ``pct``;
+#: ``rows_paper_pct`` beside the pronoun ``rows``; ``paper_pct_ge_0_5`` beside ``pct_ge_0_5``)
+PAPER_JSON_KEY = "paper_pct"
 #: z_0.975, the standard normal quantile of a two-sided 95% interval (1.959963984540054)
 Z_95 = NormalDist().inv_cdf(0.975)
 
@@ -180,6 +186,9 @@ class ReportContext:
     options: AnalyzerOptions
     paper: Mapping[str, Any] | None = None
     samples: Mapping[str, list] = dataclasses.field(default_factory=dict)
+    #: the report sections of the analyzers this one ``requires`` (built before it), by analyzer
+    #: name: what it reads of theirs (e.g. each identity term's axis). Only ``report_section`` sees them.
+    required: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def paper_table(self, key: str) -> Mapping[str, Any]:
         """The paper's numbers for one table of the reference (empty without ``--paper``)."""
@@ -193,6 +202,19 @@ class ReportContext:
         """The paper's number beside one of ours with ``--paper`` (empty when the paper has none),
         else no cell."""
         return [two_decimals(value)] if self.paper is not None else []
+
+    def paper_json(self, value: Any, key: str = PAPER_JSON_KEY) -> dict[str, float]:
+        """``{key: value}`` to put beside one of our numbers in the JSON with ``--paper`` when the
+        paper has a number there, else ``{}`` (so that the JSON without ``--paper`` is unchanged)."""
+        if self.paper is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            return {}
+        return {key: value}
+
+    def paper_csv_cells(self, value: float | None) -> list:
+        """The ``paper_pct`` cell (:data:`PAPER_CSV_COLUMN`) of a CSV row with ``--paper`` (empty
+        when the paper has no number), else no cell. It follows a row with every cell of
+        :data:`CSV_COLUMNS`."""
+        return ["" if value is None else value] if self.paper is not None else []
 
 
 def report_options_for(analyzer: type, given: AnalyzerOptions | Mapping[str, Any] | None) -> AnalyzerOptions:

@@ -17,6 +17,7 @@ from llama_audit import partials, review_samples
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
 from llama_audit.analyzers.registry import available_names, load_class
+from llama_audit.corpus.records import TEXT_FIELD_COUNT_PREFIX
 from llama_audit.report.provenance import PROVENANCE, build_provenance
 from llama_audit.report.section import ReportContext, report_options_for
 from llama_audit.store import OutDir
@@ -36,15 +37,22 @@ def load_counts(out: OutDir) -> tuple[dict[str, Counter], dict]:
     shard states derived afresh from the plan and the done markers, so a killed scan or an
     unmerged slice is never reported complete). The summary is used while it matches the done
     markers it was merged from; otherwise the finished shards' partials are summed."""
+    table, manifest = load_counts_table(out)
+    return partials.from_table(table), manifest
+
+
+def load_counts_table(out: OutDir) -> tuple[Any, dict]:
+    """The merged partial table (with its per-group rows, when grouped) + the manifest: see
+    :func:`load_counts`."""
     from llama_audit.manifest import current  # report/ reads OUT; the manifest module knows how
 
     manifest = current(out)
     if manifest["summary"]["path"] and out.summary_path().is_file():
-        table = partials.merge_files([out.summary_path()])
+        table = partials.read_merged(out.summary_path())  # merged when written
     else:
         done = [e["key"] for e in manifest["shards"] if e["status"] == "done"]
         table = partials.merge_files(out.partial_path(k) for k in done)
-    return partials.from_table(table), manifest
+    return table, manifest
 
 
 def load_samples(out: OutDir, manifest: dict) -> Any:
@@ -71,6 +79,10 @@ def corpus_section(c: Counter, manifest: dict) -> dict:
         "bad_records_by_reason": {k.removeprefix(BAD_RECORD_PREFIX): v for k, v in sorted(c.items())
                                   if k.startswith(BAD_RECORD_PREFIX)},
     }
+    used = {k.removeprefix(TEXT_FIELD_COUNT_PREFIX): v for k, v in sorted(c.items())
+            if k.startswith(TEXT_FIELD_COUNT_PREFIX)}
+    if used:  # --text-field with fallbacks: documents per field their text came from; absent otherwise
+        section["text_field_used"] = used
     failed = [e["shard"] for e in manifest["shards"] if e["status"] == "error"]
     if failed:  # which shards the numbers leave out (after `merge --allow-failed` too); absent when none
         section["failed_shards"] = failed
@@ -97,6 +109,9 @@ def analyzer_class(name: str) -> type[Analyzer]:
         return stand_in(name)
 
 
+_analyzer_class = analyzer_class  # (analyzer_sections shadows the name with its cached lookup)
+
+
 def section_owners(keys: Iterable[str]) -> dict[str, type[Analyzer]]:
     """The analyzer class that draws each report section, by section key (``report_json_key``).
     A key no loadable analyzer claims gets the :func:`stand_in` of that name."""
@@ -115,30 +130,64 @@ def section_owners(keys: Iterable[str]) -> dict[str, type[Analyzer]]:
     return {key: owners.get(key) or stand_in(key) for key in wanted}
 
 
-def build_report(out_root: str, report_options: Mapping[str, AnalyzerOptions] | None = None) -> dict:
+def build_report(out_root: str, report_options: Mapping[str, AnalyzerOptions] | None = None, *,
+                 paper: bool = False, group_by: str | None = None, top_groups: int | None = None,
+                 top_hosts: int | None = None) -> dict:
     """The report object: the corpus section, the ``provenance`` (which corpus, when, with which
     tool, configuration, lexicons and models: :mod:`llama_audit.report.provenance`), one
     ``{"status": "skipped", "reason": ...}`` per analyzer that could not run, then each analyzer's
     ``report_section`` of its merged counts, in the order of the scan's configuration.
-    ``report_options``: report options by analyzer name (defaults for the others)."""
+    ``report_options``: report options by analyzer name (defaults for the others). ``paper``
+    (``report --paper``): each section puts the Llama 2 paper's numbers beside its own
+    (``paper_pct``, docs/outputs.md); without it the object holds none of them.
+    ``group_by`` / ``top_groups`` (``report --group-by FIELD --top-groups N``) and ``top_hosts``
+    (``report --top-hosts N``) add the per-group sections of a grouped scan
+    (:mod:`llama_audit.report.grouped`)."""
     out = OutDir(out_root)
-    counts, manifest = load_counts(out)
+    reference = paper_reference() if paper else None
+    table, manifest = load_counts_table(out)
+    counts = partials.from_table(table)
     samples = load_samples(out, manifest)
     config = manifest["config"]
     corpus = corpus_section(counts.get(CORPUS, Counter()), manifest)
     report: dict[str, Any] = {CORPUS: corpus, PROVENANCE: None}  # provenance: beside the corpus, filled below
     for name, reason in config.get("skipped_analyzers", {}).items():
         report[analyzer_class(name).report_json_key()] = {"status": "skipped", "reason": reason}
+    classes: dict[str, type[Analyzer]] = {}  # loaded once for the report and its groups
+    ran = analyzer_sections(report, counts, corpus, config, report_options, samples, reference, classes)
+    report[PROVENANCE] = build_provenance(manifest, corpus, ran)
+    if group_by is not None or top_hosts is not None:
+        from llama_audit.report import grouped
+
+        grouped.add_groups(report, table, manifest, report_options, reference, group_by=group_by,
+                           top_groups=top_groups, top_hosts=top_hosts, classes=classes)
+    return report
+
+
+def analyzer_sections(report: dict, counts: Mapping[str, Counter], corpus: dict, config: dict,
+                      report_options: Mapping[str, AnalyzerOptions] | None, samples: Any,
+                      reference: Any, classes: dict[str, type[Analyzer]] | None = None) -> dict[str, tuple[dict, Any]]:
+    """Each analyzer's ``report_section`` of ``counts`` added to ``report``, in the order of the
+    scan's configuration (the whole corpus, or one group's: :mod:`llama_audit.report.grouped`);
+    returns analyzer name -> (recorded config, its section). ``classes``: analyzer classes
+    already loaded, by name, filled as they load (loading looks up entry points: once per report)."""
+    classes = {} if classes is None else classes
+
+    def analyzer_class(name: str) -> type[Analyzer]:
+        if name not in classes:
+            classes[name] = _analyzer_class(name)
+        return classes[name]
+
     ran: dict[str, tuple[dict, Any]] = {}  # analyzer name -> (recorded config, its section)
     for name, recorded in config.get("analyzers", {}).items():
         cls = analyzer_class(name)
         ctx = ReportContext(config=recorded, corpus=corpus,
                             options=report_options_for(cls, (report_options or {}).get(name)),
-                            samples=review_samples.by_group(samples, name))
+                            samples=review_samples.by_group(samples, name), paper=reference,
+                            required={dep: report.get(analyzer_class(dep).report_json_key()) for dep in cls.requires})
         report[cls.report_json_key()] = cls.report_section(counts.get(name, Counter()), ctx)
         ran[name] = (recorded, report[cls.report_json_key()])
-    report[PROVENANCE] = build_provenance(manifest, corpus, ran)
-    return report
+    return ran
 
 
 def require_out(out_root: str) -> None:

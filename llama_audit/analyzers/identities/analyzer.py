@@ -167,7 +167,8 @@ class IdentityAnalyzer(Analyzer):
 
         The keys above are paper mode's, whatever ``--identity-mode``; an OUT scanned with sense
         mode in its partials adds, per axis, ``sense`` (the same numbers in sense mode) and, per
-        descriptor, ``sense_documents``."""
+        descriptor, ``sense_documents``. With ``--paper``, ``paper_pct`` beside the ``pct`` of each
+        axis and of each descriptor the paper lists (paper mode: the paper counted so)."""
         n = counts["documents"]
         has_sense = "senses_sha256" in ctx.config
         if not has_sense and getattr(ctx.options, "identity_mode", "paper") == "sense":
@@ -176,19 +177,22 @@ class IdentityAnalyzer(Analyzer):
         hidden: Mapping[str, list[str]] = ctx.config.get("hidden_from_top") or {}
         paper_terms = _terms_by_axis(counts, TERM_PREFIX)
         sense_terms = _terms_by_axis(counts, SENSE_PREFIX + TERM_PREFIX)
+        paper = ctx.paper_table(PAPER_TABLE)
         section = {}
         for axis in ctx.config.get("axes") or AXES:
+            paper_axis, paper_top = cls.paper_numbers(paper, axis)
             docs = counts[AXIS_PREFIX + axis]
             hidden_here = list(hidden.get(axis, []))
             sense_of = dict(sense_terms.get(axis, []))
             descriptors = []
             for t, v in _by_count(paper_terms.get(axis, [])):
                 d = {"term": t, "documents": v, "pct": pct(v, docs), "ci95": wilson_ci95(v, docs),
-                     "hidden_from_top": t in hidden_here}
+                     **ctx.paper_json(paper_top.get(t)), "hidden_from_top": t in hidden_here}
                 if has_sense:
                     d["sense_documents"] = sense_of.get(t, 0)
                 descriptors.append(d)
-            section[axis] = {"pct": pct(docs, n), "ci95": wilson_ci95(docs, n), "documents": docs,
+            section[axis] = {"pct": pct(docs, n), "ci95": wilson_ci95(docs, n), **ctx.paper_json(paper_axis),
+                             "documents": docs,
                              "hidden_from_top": hidden_here, "descriptors": descriptors}
             if has_sense:
                 sense_docs = counts[SENSE_PREFIX + AXIS_PREFIX + axis]
@@ -265,16 +269,29 @@ class IdentityAnalyzer(Analyzer):
         """Every axis and descriptor in paper mode (table ``identities``), then in sense mode
         (table ``identities.sense``) when the OUT holds it."""
         key = cls.report_json_key()
+        paper = ctx.paper_table(PAPER_TABLE)
         rows = []
         for table, mode in ((key, None), (f"{key}.sense", "sense")):
             for axis, sec in axis_sections(section):
                 shown = sec.get(mode) if mode else sec
                 if shown is None:
                     continue
-                rows.append([table, axis, "(any)", shown["documents"], shown["pct"], ""] + list(shown.get("ci95") or ["", ""]))
+                # the paper's numbers beside paper mode's (--paper); sense mode's rows get an empty cell
+                paper_axis, paper_top = cls.paper_numbers(paper if mode is None else {}, axis)
+                rows.append([table, axis, "(any)", shown["documents"], shown["pct"], ""] + list(shown.get("ci95") or ["", ""])
+                            + ctx.paper_csv_cells(paper_axis))
                 rows += [[table, axis, d["term"], d["documents"], d["pct"], ""] + list(d.get("ci95") or ["", ""])
+                         + ctx.paper_csv_cells(paper_top.get(d["term"]))
                          for d in shown["descriptors"]]
         return rows
+
+    @staticmethod
+    def paper_numbers(paper: Mapping, axis: str) -> tuple[float | None, dict[str, float]]:
+        """The paper's Table 9b numbers of one of our axes: its share of documents (None when the
+        paper has none: an axis of a user's ``--lexicon``) and ``{term: share}`` of its top 5."""
+        label = AXIS_LABELS.get(axis, axis)
+        return (paper.get("axis_pct_of_all_docs", {}).get(label),
+                dict(paper.get("top5_pct_of_docs_mentioning_axis", {}).get(label, [])))
 
     # -- review samples (scan --keep-examples, report --examples): identities/examples.py ---------------
 

@@ -20,6 +20,8 @@ from llama_audit.report.section import (DisplayTable, FigurePanel, FigureSeries,
                                          pct_cell, wilson_ci95)
 
 PAPER_NOTE = "Llama 2: about 0.2% of documents >= 0.5 (Figure 13)"
+PAPER_TABLE = "figure13_toxicity"  # the paper's Figure 13 in the reference numbers
+PAPER_SHARE_KEY = "pct_docs_ge_0_5"  # its share of documents >= 0.5 there ("about 0.2%", section 4.1)
 
 
 def svg_histogram(edges: list[float], counts: list[int], width: int = 600, height: int = 160) -> str:
@@ -50,11 +52,12 @@ class ToxicityReport:
         """The model and sample rate recorded at scan time, then :func:`summarize_toxicity`, and
         the 95% Wilson interval of the share of documents >= 0.5 over the documents scored, sampled
         or not: a sample estimates the in-scope share; the whole scope, the rate of the source the
-        corpus was drawn from."""
+        corpus was drawn from. With ``--paper``, the paper's share beside ours (``paper_pct_ge_0_5``)."""
         rate = ctx.config.get("sample_rate")
         section = {"model": ctx.config.get("model", DEFAULT_MODEL), "sample_rate": rate, "threshold": THRESHOLD}
         section.update(summarize_toxicity(counts))
         section["pct_ge_0_5_ci95"] = wilson_ci95(section["documents_ge_0_5"], section["documents_scored"])
+        section.update(ctx.paper_json(ctx.paper_table(PAPER_TABLE).get(PAPER_SHARE_KEY), key="paper_pct_ge_0_5"))
         return section
 
     @classmethod
@@ -73,7 +76,8 @@ class ToxicityReport:
     def report_csv(cls, section: dict, ctx: ReportContext) -> list[list]:
         key = cls.report_json_key()
         rows = [[key, "", "documents_scored", section["documents_scored"], "", ""],
-                [key, "", "ge_0_5", "", section["pct_ge_0_5"], ""] + section["pct_ge_0_5_ci95"]]
+                [key, "", "ge_0_5", "", section["pct_ge_0_5"], ""] + section["pct_ge_0_5_ci95"]
+                + ctx.paper_csv_cells(ctx.paper_table(PAPER_TABLE).get(PAPER_SHARE_KEY))]
         rows += [[key, "quantile", k, "", v, ""] for k, v in section.get("quantiles", {}).items()]
         return rows
 
