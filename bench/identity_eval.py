@@ -21,8 +21,8 @@ from it; test: held out) and overall:
 
     python bench/identity_eval.py [--data web|crowd|both] [--rules FILE] [--per-term] [--show-errors]
 
-``--show-errors`` prints the contexts sense mode gets wrong (real text, no personal data: the set
-holds none).
+``--show-errors`` prints the contexts sense mode gets wrong (real text: published web pages and
+data sets, cut before any personal data the PII detectors find; see bench/data/README.md).
 """
 
 from __future__ import annotations

@@ -389,7 +389,7 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_
 @click.option("--figures", "figures_dir", default=None, metavar="DIR",
               help="Write the figures (SVG and PNG; needs the report extra: matplotlib) to DIR. Default: with "
                    "--format html, to OUT/report (other formats draw none without --figures).")
-@click.option("--no-figures", "no_figures", is_flag=True, help="Draw and write no figures (html without them).")
+@click.option("--no-figures", "no_figures", is_flag=True, help="Draw and write no matplotlib figures (the html keeps the toxicity table's inline histogram).")
 @click.option("--min-docs", "min_docs", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
               help="Hide (terminal, markdown) or grey out (html) rows counting fewer than N documents; "
                    "json and csv keep every row.")
@@ -416,8 +416,13 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
 
     try:
         report_options = typed_report_options(analyzer_options_given(option))
-        if against is not None and (group_by is not None or top_hosts is not None):
-            raise ConfigError("--group-by and --top-hosts do not combine with --against (compare whole audits)")
+        if against is not None and (group_by is not None or top_hosts is not None or top_groups is not None):
+            raise ConfigError("--group-by, --top-groups and --top-hosts do not combine with --against "
+                              "(compare whole audits)")
+        if against is not None and (figures_dir is not None or no_figures):
+            raise ConfigError("--figures and --no-figures do not combine with --against (the diff draws tables only)")
+        if top_groups is not None and group_by is None:
+            raise ConfigError("--top-groups needs --group-by FIELD (the field the scan grouped by)")
         if against is not None:
             return _report_diff(out, against, format, report_options, paper=paper, min_docs=min_docs)
         require_out(out)

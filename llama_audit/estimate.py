@@ -11,6 +11,7 @@ import dataclasses
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
+from llama_audit import partials
 from llama_audit.analyzers.registry import build_analyzers
 from llama_audit.corpus import ReadSpec, Shard, ShardUnreadable, discover, read_shard
 from llama_audit.job import check_languages, choose_analyzers
@@ -89,7 +90,7 @@ def _estimate(paths: Sequence[str], instances: Sequence[Any], scope: Scope, name
     mb = max(text_bytes / 1e6, 1e-9)
     timings: dict[str, float] = {}
     for b in batches:  # one pass, as a scan does it (caches start cold, as in a fresh scan)
-        analyze_batch(b, instances, scope, {"corpus": Counter()}, timings)
+        analyze_batch(b, instances, scope, {partials.CORPUS: Counter()}, timings)
     per = {a.name: timings.get(a.name, 0.0) / mb for a in instances}
     per["total"] = sum(timings.values()) / mb
     return Estimate(len(shards), file_bytes, sum(len(b) for b in batches), text_bytes, read_bytes,

@@ -1,7 +1,7 @@
 """Per-source breakdowns (``scan --group-by FIELD``, ``report --group-by FIELD``).
 
 Why: real pretraining corpora are mixtures (web, code, books, forums), and the people deciding
-what goes into a model ask which *source* brings the toxicity or the personal data; the Llama 2
+what goes into a model ask which *source* brings the toxic text or the personal data; the Llama 2
 paper (Touvron et al. 2023, section 4.1) removed data from *sites* known to hold much personal
 information. One corpus-wide number cannot answer either question.
 
@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llama_audit import partials
 from llama_audit.types import ConfigError
 
 #: the group of a document whose record has no value at the --group-by field (absent or null)
@@ -42,7 +43,7 @@ NO_HOST = "(no host)"
 MAX_VALUE_CHARS = 200
 TRUNCATED = "\u2026"
 #: the counts the core keeps per group besides the analyzers' (begin_batch's corpus counts)
-CORPUS = "corpus"
+CORPUS = partials.CORPUS
 #: report --top-groups default: groups shown by name; the rest are summed into "other"
 DEFAULT_TOP_GROUPS = 20
 
@@ -239,57 +240,68 @@ def check_report_request(recorded: str | None, asked: str | None) -> None:
 
 # -- report --top-hosts: the sites a cleaning job drops ----------------------------------------------
 
-#: the analyzer whose counts rank hosts, and its keys (llama_audit/analyzers/pii/analyzer.py fold_spans)
-PII_ANALYZER = "pii"
-PII_DOCUMENTS = "documents"
-PII_DOCUMENTS_WITH = "documents_with_pii"
 NOT_HOSTS = (MISSING, NO_HOST)  # groups that name no site: never ranked
 
 
+def density_analyzer(config: Mapping[str, Any]) -> tuple[str, tuple[str, str, str]]:
+    """The scanned analyzer that declares ``density_counts`` (built in: the personal-data analyzer), with
+    its declaration; a one-line error when none ran."""
+    from llama_audit.report.tables import analyzer_class
+
+    for name in config.get("analyzers", {}):
+        declared = getattr(analyzer_class(name), "density_counts", None)
+        if declared:
+            return name, declared
+    raise ConfigError("--top-hosts ranks hosts by the density of flagged documents: scan with an analyzer that "
+                      "declares it (built in: personal data)")
+
+
 def top_hosts(group_rows: Any, config: Mapping[str, Any], n: int) -> dict:
-    """The ``n`` hosts with the highest density of documents with PII, ranked by the low end of
-    the 95% Wilson interval of that share (so that a host of three documents, one with PII, does
-    not outrank a host of 10,000 with 8% — the list a cleaning job drops whole sites from, as the
+    """The ``n`` hosts with the highest density of flagged documents (the analyzer's
+    ``density_counts``; built in: documents with personal data), ranked by the low end of the 95%
+    Wilson interval of that share (so that a host of three documents, one flagged, does not
+    outrank a host of 10,000 with 8% -- the list a cleaning job drops whole sites from, as the
     Llama 2 paper did); ties by density, then documents, then name. Needs a scan grouped by
-    ``host(FIELD)`` that ran the PII analyzer (one-line errors otherwise)."""
+    ``host(FIELD)`` (one-line errors otherwise)."""
     recorded = config.get("group_by")
     if not recorded or not GroupBy.parse(recorded).host:
         raise ConfigError("--top-hosts needs a scan grouped by host name: scan with --group-by 'host(url)' "
                           "(or host(FIELD) for the field that holds the URL)"
                           + (f"; this OUT is grouped by {recorded!r}" if recorded else ""))
-    if PII_ANALYZER not in config.get("analyzers", {}):
-        raise ConfigError("--top-hosts ranks hosts by personal data: scan with the pii analyzer")
-    rows = group_rows.filter(pc.equal(group_rows["analyzer"], PII_ANALYZER))
+    analyzer, (documents_key, flagged_key, label) = density_analyzer(config)
+    rows = group_rows.filter(pc.equal(group_rows["analyzer"], analyzer))
     per_host: dict[str, Counter] = {}
     for g, k, v in zip(rows["group"].to_pylist(), rows["key"].to_pylist(), rows["value"].to_pylist()):
-        if k in (PII_DOCUMENTS, PII_DOCUMENTS_WITH) and g not in NOT_HOSTS:
+        if k in (documents_key, flagged_key) and g not in NOT_HOSTS:
             per_host.setdefault(g, Counter())[k] += v
     from llama_audit.report.section import pct, wilson_ci95
 
     ranked = []
     for host, c in per_host.items():
-        docs, with_pii = c[PII_DOCUMENTS], c[PII_DOCUMENTS_WITH]
+        docs, flagged = c[documents_key], c[flagged_key]
         if not docs:
             continue
-        ci = wilson_ci95(with_pii, docs)
-        ranked.append({"host": host, "documents": docs, "documents_with_pii": with_pii,
-                       "per_thousand": round(1000.0 * with_pii / docs, 6),
+        ci = wilson_ci95(flagged, docs)
+        ranked.append({"host": host, "documents": docs, "flagged": flagged,
+                       "per_thousand": round(1000.0 * flagged / docs, 6),
                        "per_thousand_ci95": [round(10.0 * ci[0], 6), round(10.0 * ci[1], 6)],
-                       "pct_documents_with_pii": pct(with_pii, docs), "pct_documents_with_pii_ci95": ci})
+                       "pct_flagged": pct(flagged, docs), "pct_flagged_ci95": ci})
     ranked.sort(key=lambda h: (-h["per_thousand_ci95"][0], -h["per_thousand"], -h["documents"], h["host"]))
-    return {"field": recorded, "rank_by": "per_thousand_ci95 low", "hosts_ranked": len(ranked), "hosts": ranked[:n]}
+    return {"field": recorded, "analyzer": analyzer, "flagged": label, "rank_by": "per_thousand_ci95 low",
+            "hosts_ranked": len(ranked), "hosts": ranked[:n]}
 
 
 def top_hosts_table(ranking: dict, key: str) -> Any:
     """``report --top-hosts``'s table in the human formats."""
     from llama_audit.report.section import DisplayTable
 
-    rows = [[h["host"], h["documents"], h[PII_DOCUMENTS_WITH],
+    label = ranking["flagged"]
+    rows = [[h["host"], h["documents"], h["flagged"],
              f"{h['per_thousand']:.1f} ({h['per_thousand_ci95'][0]:.1f}\u2013{h['per_thousand_ci95'][1]:.1f})"]
             for h in ranking["hosts"]]
     note = (f"{len(rows)} of {ranking['hosts_ranked']:,} hosts, by the low end of the 95% Wilson interval of "
-            f"documents with PII per 1,000 ({ranking['field']})")
-    return DisplayTable(key, "Hosts by PII density", ["host", "documents", "with PII", "per 1,000 (95% CI)"],
+            f"documents with {label} per 1,000 ({ranking['field']})")
+    return DisplayTable(key, f"Hosts by {label} density", ["host", "documents", f"with {label}", "per 1,000 (95% CI)"],
                         rows, note, text_columns=("host",), row_documents=[h["documents"] for h in ranking["hosts"]])
 
 
@@ -297,5 +309,5 @@ def top_hosts_csv(ranking: dict, table: str) -> list[list]:
     """``report --top-hosts``'s CSV rows: ``pct`` and its interval in percent, like every row."""
     from llama_audit.report.section import printable
 
-    return [[table, "", printable(h["host"]), h["documents"], h["pct_documents_with_pii"], "",
-             *h["pct_documents_with_pii_ci95"]] for h in ranking["hosts"]]
+    return [[table, "", printable(h["host"]), h["documents"], h["pct_flagged"], "",
+             *h["pct_flagged_ci95"]] for h in ranking["hosts"]]

@@ -270,6 +270,8 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     stdin = stdin_request(list(req.paths), req.input_format)
     if stdin is not None and req.executor != "local":
         raise ConfigError("'-' (standard input) is read by this process: drop --executor ray")
+    if stdin is not None and req.num_shards > 1:
+        raise ConfigError("'-' (standard input) is one shard: drop --num-shards/--shard-index")
     shards = [stdin] if stdin is not None else discover(req.paths, skip_unknown=req.skip_unknown, warn=hooks.warn)
     if not shards:
         raise ConfigError("no corpus files found in " + ", ".join(req.paths))
@@ -406,6 +408,10 @@ def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerCh
                 if outcome.status == "interrupted":
                     continue
                 ran += 1
+                if outcome.status == "failed" and (record := out.read_done(outcome.key)) is not None \
+                        and out.is_done(outcome.key):
+                    # its worker finished it (the done marker is written last) and died before it said so
+                    outcome = dataclasses.replace(outcome, status="done", reason=None, record=record)
                 try:
                     record_outcome(out, outcome)
                 except OSError as exc:

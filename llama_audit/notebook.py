@@ -177,13 +177,15 @@ def pii_rows(section: Mapping, corpus: Mapping) -> list[dict]:
 
 def flat_items(obj: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
     """``(key, value)`` of every number, text and flag of a (nested) section, keys joined by ``.``
-    (list items by their index): a plugin's section, however it is shaped, as two columns."""
+    (a list item of objects by its text fields, as the diff matches it -- ``descriptors[christian]``
+    -- else by its index): a plugin's section, however it is shaped, as two columns."""
     if isinstance(obj, Mapping):
         for k, v in obj.items():
             yield from flat_items(v, f"{prefix}.{k}" if prefix else str(k))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            yield from flat_items(v, f"{prefix}[{i}]")
+            label = ",".join(x for x in v.values() if isinstance(x, str)) if isinstance(v, Mapping) else ""
+            yield from flat_items(v, f"{prefix}[{label or i}]")
     else:
         yield prefix, obj
 
@@ -426,10 +428,13 @@ def diff_frame(old: list[dict], new: list[dict], delta: list[dict], keys: tuple[
     for side, df in sides.items():
         if df.empty:
             continue
-        if side == "delta":
+        if side == "delta":  # numbers only (a column mixing text and numbers keeps its numbers)
+            df = df.assign(**{c: pd.to_numeric(df[c], errors="coerce") for c in df.columns
+                              if c not in keys and not pd.api.types.is_bool_dtype(df[c])})
             df = df[[c for c in df.columns if c in keys or (c not in ("ci_low", "ci_high")
                                                             and pd.api.types.is_numeric_dtype(df[c])
-                                                            and not pd.api.types.is_bool_dtype(df[c]))]]
+                                                            and not pd.api.types.is_bool_dtype(df[c])
+                                                            and df[c].notna().any())]]
         df = df.drop_duplicates(subset=list(keys)).rename(columns={c: f"{c}_{side}" for c in df.columns if c not in keys})
         out = out.merge(df, on=list(keys), how="left")
     ordered = [f"{c}_{s}" for c in values for s in DIFF_SIDES if f"{c}_{s}" in out.columns]

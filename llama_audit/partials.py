@@ -20,6 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SCHEMA = pa.schema([("analyzer", pa.string()), ("key", pa.string()), ("value", pa.int64())])
+#: the counts of the core itself (documents, bytes, bad records...), beside each analyzer's, and
+#: the report's corpus section computed from them
+CORPUS = "corpus"
 GROUP = "group"  # the column of a grouped partial: null = overall, else the group's value
 GROUPED_SCHEMA = SCHEMA.append(pa.field(GROUP, pa.string()))
 

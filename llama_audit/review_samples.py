@@ -20,8 +20,8 @@ the documents sit in the corpus.
 
 The payload is built lazily (a callable) and only for candidates that enter a group's current
 bottom-k: about ``k * ln(n / k)`` of ``n`` candidates, so an analyzer may spend real work on it
-(masking personal data in a context window). This module imports nothing of llama-audit but
-``types``: the analyzer contract, the scan and the OUT layer all use it.
+(masking personal data in a context window). This module imports nothing of llama-audit: the
+analyzer contract, the scan and the OUT layer all use it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ SCHEMA = pa.schema([("analyzer", pa.string()), ("group", pa.string()), ("order",
 LIMIT_KEY = "limit"
 #: where the scan's configuration records each sampling analyzer's declaration (absent: none samples)
 CONFIG_KEY = "review_samples"
+#: the key of a shard's done record that counts its kept samples (their file must read back)
+DONE_KEY = "review_samples"
 
 Payload = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]
 

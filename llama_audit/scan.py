@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from llama_audit import groups as grouping
 from llama_audit import partials
-from llama_audit.review_samples import SampleKeeper
+from llama_audit.review_samples import DONE_KEY as SAMPLES_DONE_KEY
+from llama_audit.review_samples import LIMIT_KEY, SampleKeeper
 from llama_audit.analyzers.base import Analyzer, BatchContext
 from llama_audit.types import DocBatch
 from llama_audit.corpus import (TEXT_FIELD_COUNT_PREFIX, ReadSpec, Shard, ShardUnreadable, is_stdin, read_shard,
@@ -102,7 +103,7 @@ def begin_batch(batch: DocBatch, counts: dict[str, Counter]) -> dict[str, pa.Arr
     """The base annotation columns of a batch; counts its documents, characters and bytes."""
     n = len(batch)
     chars = pa.array([len(t) for t in batch.texts], pa.int64())
-    corpus = counts.setdefault("corpus", Counter())
+    corpus = counts.setdefault(partials.CORPUS, Counter())
     corpus["documents"] += n
     corpus["chars"] += int(pc.sum(chars).as_py() or 0)
     corpus["bytes"] += sum(map(utf8_size, batch.texts))  # (a huge document is not encoded whole)
@@ -172,7 +173,7 @@ def analyze_in_order(batch, analyzers, scope: Scope, counts, timings,
     gate = run_analyzers(batch, analyzers, scope, columns, gate, counts, timings, samples, groups, group_counts)
     if gate is None:
         gate = scope.gate(None, len(batch))
-    counts["corpus"]["in_scope_documents"] += int(gate.sum())
+    counts[partials.CORPUS]["in_scope_documents"] += int(gate.sum())
     if groups is not None:
         groups.count_corpus(columns["chars"], list(map(utf8_size, batch.texts)), gate, group_counts)
     return columns, gate
@@ -260,7 +261,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
     bad_total = 0
     timings: dict[str, float] = {}
     # review samples of the analyzers that keep them (none: no samples file is written)
-    samples = SampleKeeper({a.name: sampling["limit"] for a in analyzers if (sampling := a.review_sampling())})
+    samples = SampleKeeper({a.name: sampling[LIMIT_KEY] for a in analyzers if (sampling := a.review_sampling())})
     group_by = grouping.GroupBy.parse(read.group_by) if read.group_by is not None else None
     group_counts: grouping.GroupCounts | None = {} if group_by is not None else None
     last_pos = 0
@@ -339,7 +340,7 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
         "analyzer_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
     if samples:
-        record["review_samples"] = sample_table.num_rows  # its samples file must read back (OutDir.damaged)
+        record[SAMPLES_DONE_KEY] = sample_table.num_rows  # its samples file must read back (OutDir.damaged)
     if fp is None:  # standard input: the bytes read and their sha256, computed while reading
         record.update(stdin_read() or {})
     atomic_write_json(out.done_path(shard.key), record)

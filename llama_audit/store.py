@@ -384,7 +384,7 @@ class OutDir:
                     return f"annotations file holds {meta.num_rows} rows, the done marker says {rec.get('documents')}"
                 if annotation_schema is not None and not schema.remove_metadata().equals(annotation_schema.remove_metadata()):
                     return "annotations file has other columns than this configuration writes"
-        if "review_samples" in rec:  # written by a scan that kept review samples: they must read back
+        if review_samples.DONE_KEY in rec:  # written by a scan that kept review samples: they must read back
             try:
                 meta = pq.read_metadata(self.samples_path(key))
             except FileNotFoundError:
@@ -392,7 +392,7 @@ class OutDir:
             except (OSError, pa.ArrowException) as exc:
                 return f"review samples file unreadable ({str(exc).splitlines()[0][:120]})"
             if (not meta.schema.to_arrow_schema().remove_metadata().equals(review_samples.SCHEMA)
-                    or meta.num_rows != rec["review_samples"]):
+                    or meta.num_rows != rec[review_samples.DONE_KEY]):
                 return "review samples file does not match the done marker"
         return None
 

@@ -252,8 +252,8 @@ def test_top_hosts_ranks_by_the_low_end_of_the_interval(tmp_path, make_jsonl):
     hosts = data["top_hosts"]["hosts"]
     assert [h["host"] for h in hosts] == ["big.example", "tiny.example"] and data["top_hosts"]["hosts_ranked"] == 3
     big = hosts[0]
-    assert big["documents"] == 200 and big["per_thousand"] == 1000.0 * big["documents_with_pii"] / 200
-    assert big["per_thousand_ci95"] == pytest.approx([10 * x for x in wilson_ci95(big["documents_with_pii"], 200)])
+    assert big["documents"] == 200 and big["per_thousand"] == 1000.0 * big["flagged"] / 200
+    assert big["per_thousand_ci95"] == pytest.approx([10 * x for x in wilson_ci95(big["flagged"], 200)])
     assert "big.example" in report(out, "--top-hosts", "2", "-f", "md")
     res = invoke("report", tmp_path / "nope", "--top-hosts", "2")
     assert res.exit_code == 2
@@ -338,3 +338,11 @@ def test_group_options_do_not_combine_with_against(scanned):
     data, root = scanned
     res = invoke("report", root / "grouped", "--against", root / "plain", "--group-by", "source")
     assert res.exit_code == 2 and "--against" in res.stderr
+
+
+def test_report_options_that_would_be_ignored_are_refused(scanned):
+    data, root = scanned
+    for args in (("--top-groups", "3"), ("--against", root / "grouped", "--top-groups", "3"),
+                 ("--against", root / "grouped", "--no-figures")):
+        res = invoke("report", root / "grouped", *args)
+        assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)

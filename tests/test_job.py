@@ -379,3 +379,33 @@ def test_rerun_removes_temporaries_a_killed_run_left(tmp_path, make_jsonl):
     left.write_bytes(b"PAR1 half a file")
     run_scan(req(tmp_path))
     assert not left.exists()
+
+
+def test_a_shard_finished_on_disk_whose_worker_died_before_saying_so_is_done(tmp_path, make_jsonl, monkeypatch):
+    """A worker writes a shard's done marker (last) and is killed before it reports back: the pool
+    reports the shard failed, but its outputs are complete; the run counts it done (exit 0), as
+    the manifest derived from disk does."""
+    import dataclasses
+
+    import llama_audit.job as job
+
+    make_jsonl("a.jsonl", [{"text": "hello world"}])
+    make_jsonl("b.jsonl", [{"text": "more words"}])
+    real = job.make_executor
+
+    def dying_after_the_marker(*args, **kwargs):
+        executor = real(*args, **kwargs)
+        run = executor.run
+
+        def run_reporting_failure(*a, **k):
+            for outcome in run(*a, **k):
+                yield dataclasses.replace(outcome, status="failed", reason="x: the worker process scanning it died")
+        executor.run = run_reporting_failure
+        return executor
+
+    monkeypatch.setattr(job, "make_executor", dying_after_the_marker)
+    result = run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "out"), languages=("all",),
+                                  analyzers=["pronouns"]))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["totals"]["shards_done"] == 2 and manifest["summary"]["complete"]
+    assert not result.failed and result.exit_code == 0

@@ -326,3 +326,14 @@ def test_per_group_tables_are_the_per_group_json(grouped_out):
         audit.pronouns(group="nope")
     with pytest.raises(ValueError, match="group_by=FIELD"):
         load_audit(grouped_out).pronouns(group="web")
+
+
+def test_a_plugin_sections_list_items_are_keyed_by_their_text_so_a_diff_pairs_the_same_item():
+    """Two audits list descriptors in other orders: the diff must compare christian with christian,
+    not the first item with the first item."""
+    from llama_audit.notebook import flat_items
+
+    old = {"axes": {"religion": {"descriptors": [{"term": "christian", "n": 10}, {"term": "religious", "n": 8}]}}}
+    new = {"axes": {"religion": {"descriptors": [{"term": "religious", "n": 8}, {"term": "christian", "n": 7}]}}}
+    assert dict(flat_items(old))["axes.religion.descriptors[christian].n"] == 10
+    assert dict(flat_items(new))["axes.religion.descriptors[christian].n"] == 7

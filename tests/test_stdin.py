@@ -114,3 +114,10 @@ def test_misuse_is_rc2_before_work(tmp_path, args, says):
     err = res.stderr.decode()
     assert res.returncode == 2 and says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_stdin_with_slices_is_refused(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "llama_audit.cli", "scan", "-", "--out", str(tmp_path / "out"),
+                          "--num-shards", "2", "--shard-index", "1"], input=b'{"text": "hello"}\n',
+                         capture_output=True)
+    assert res.returncode == 2 and b"one shard" in res.stderr, res.stderr

@@ -174,6 +174,10 @@ class Analyzer(ABC):
     # config, the corpus section, its ``ReportOptions`` instance, the paper's numbers).
     # The defaults show a plugin's counts as they are, in every format, with no extra code.
 
+    #: ``(documents, flagged documents, what is flagged)``: two of this analyzer's count keys and a
+    #: label, by which ``report --top-hosts`` ranks the groups of a scan (the density of flagged
+    #: documents per host: the sites a cleaning job drops whole, as the Llama 2 paper did). None: it ranks nothing.
+    density_counts: ClassVar[tuple[str, str, str] | None] = None
     #: the key of this analyzer's section in the report JSON (None: its ``name``)
     report_key: ClassVar[str | None] = None
     #: the position of its section in the human formats, smallest first (built-ins: 10 to 50)

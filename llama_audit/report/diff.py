@@ -319,12 +319,16 @@ def delta_cell(old: Any, new: Any) -> str:
     return f"{d:+,.{decimals}f}" if grouped else f"{d:+.{decimals}f}"
 
 
+LABEL_MARKER = re.compile(r"\s+[\u2020\u2021*]+$")  # †, ‡, * after a label
+
+
 def row_keys(rows: list[list[Any]], label_cols: list[int]) -> list[tuple]:
     """Each row's label cells; a sub-row's empty leading labels are taken from the row above it
     (a descriptor under its axis), so ``(axis, descriptor)`` names it."""
     keys, last = [], ()
     for row in rows:
-        cells = [str(row[i]).strip() if i < len(row) else "" for i in label_cols]
+        # a marker an analyzer appends to a label (Table 9b's "†") is no part of the row's name
+        cells = [LABEL_MARKER.sub("", str(row[i]).strip()) if i < len(row) else "" for i in label_cols]
         first = next((j for j, c in enumerate(cells) if c), len(cells))
         key = tuple(last[:first]) + tuple(cells[first:]) if len(last) >= first else tuple(cells)
         keys.append(key)
@@ -456,13 +460,14 @@ def render_diff_csv(diff: dict, **kw: Any) -> str:
     sides = {c: ("old", "new") if INTERVAL_KEY.search(c) else ("old", "new", "delta") for c in values}
     header = [*CSV_KEY_COLUMNS] + [f"{c}_{s}" for c in values for s in sides[c]] + ["erasure_ratio", "note"]
     shown = {CORPUS, *diff["sections"]["compared"]}
-    old, new = (csv_rows(render_csv(diff[side], **kw)) for side in ("old", "new"))
+    # each side drawn from the compared sections only (a section's CSV tables may be named otherwise:
+    # "identities.sense", a plugin's own), so every row of those sections is kept
+    old, new = (csv_rows(render_csv({k: v for k, v in diff[side].items() if k in shown}, **kw))
+                for side in ("old", "new"))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for key in merged_order(list(old), list(new)):
-        if key[0][0] not in shown:
-            continue
         o, n = old.get(key), new.get(key)
         row = list(key[0])
         for c in values:

@@ -77,14 +77,17 @@ def pct_cell(value: float | None, ci95: list[float] | None) -> str:
     return two_decimals(value) if ci95 is None else f"{value:.2f} ({ci95[0]:.2f}\u2013{ci95[1]:.2f})"
 
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# C0/C1 controls (a tab stays) and the bidirectional embeddings, overrides and isolates (text
+# that reads other than it is: the same range lexicons refuse)
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
     """``text`` with its control characters (a terminal escape in a group name or a file name,
     a newline that would split a table row) shown as ``\\xNN``: user strings reach terminals and
     documents, where they must be seen, not obeyed. Tabs stay."""
-    return _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                              else f"\\u{ord(m.group()):04x}", text)
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from llama_audit.report.section import ReportContext, report_options_for
 from llama_audit.store import OutDir
 from llama_audit.types import ConfigError
 
-CORPUS = "corpus"  # the core's own section (and the counts it is computed from)
+CORPUS = partials.CORPUS  # the core's own section (and the counts it is computed from)
 BAD_RECORD_PREFIX = "bad/"  # corpus counts bad/<reason>: records that could not be read, by reason
 
 

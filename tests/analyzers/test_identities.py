@@ -106,3 +106,10 @@ def test_sense_mode_of_an_out_scanned_before_it_is_a_one_line_error():
     ctx = ReportContext(config={"axes": ["religion"]}, corpus={}, options=IdentityReportOptions(identity_mode="sense"))
     with pytest.raises(ConfigError, match="scanned before sense mode"):
         IdentityAnalyzer.report_section(counts, ctx)
+
+
+def test_an_axis_named_like_the_review_samples_key_is_refused(tmp_path):
+    lexicon = tmp_path / "lex.tsv"
+    lexicon.write_text("axis\tterm\nexamples\tgay\nother\tlesbian\n")
+    with pytest.raises(ConfigError, match="'examples' is reserved"):
+        IdentityAnalyzer({"lexicon": str(lexicon)})

@@ -256,3 +256,25 @@ def test_a_sense_mode_sample_shows_an_occurrence_sense_mode_counts():
     a, b = find_counted_occurrence(text, "pan", matcher)
     assert text[a:b] == "Pan" and text[b:b + 7] == " people"
     assert find_counted_occurrence("Heat a frying pan.", "pan", matcher) is None
+
+
+def test_an_occurrence_glued_to_a_word_at_a_piece_cut_is_no_occurrence():
+    from llama_audit.analyzers.identities.examples import FIND_PIECE_CHARS
+
+    text = "a" * (FIND_PIECE_CHARS - 2) + "ungay" + " filler" * 10 + " gay people"
+    a, b = find_occurrence(text, "gay")
+    assert text[a - 1: b + 7] == " gay people"
+
+
+def test_a_combining_mark_makes_another_word_as_for_the_tokenizer():
+    text = "gay\u0301 word then gay men"
+    a, b = find_occurrence(text, "gay")
+    assert (a, b) == (text.rindex("gay"), text.rindex("gay") + 3)
+
+
+def test_a_combining_mark_right_at_a_piece_cut_is_read_with_its_base():
+    from llama_audit.analyzers.identities.examples import FIND_PIECE_CHARS
+
+    text = "é" * (FIND_PIECE_CHARS - 1) + "e\u0301" + " gay men"
+    a, b = find_occurrence(text, "gay")
+    assert text[a:b] == "gay"

@@ -147,6 +147,11 @@ def test_a_file_without_header_or_too_big_is_refused(tmp_path):
         SenseRules.load(path)
     with pytest.raises(ConfigError, match="cannot read sense rules"):
         SenseRules.load(tmp_path / "missing.tsv")
+    with pytest.raises(ConfigError, match="larger than"):
+        SenseRules.load("/dev/zero")
+    for odd in ("\u00b2", "\u0663"):  # a superscript two and an Arabic-Indic three are digits, not numbers here
+        with pytest.raises(ConfigError, match="window must be a whole number"):
+            SenseRules.load(write(tmp_path, f"setting\twindow\t{odd}\n"))
 
 
 def test_the_builtin_rules_cover_the_terms_the_issue_names_each_with_a_comment():

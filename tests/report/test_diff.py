@@ -201,3 +201,20 @@ def test_refusals_are_one_line_errors(audits, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(new, copy)
     assert invoke("report", copy, "--against", new).exit_code == 0  # a copy is another OUT: all zeros
+
+
+def test_the_csv_keeps_every_table_of_a_compared_section(audits):
+    """A section's CSV tables may be named otherwise than the section (the identities section also
+    writes ``identities.sense``): the diff CSV keeps them all."""
+    old, new, _ = audits
+    tables = {row[0] for row in csv.reader(io.StringIO(invoke("report", new, "--against", old, "--format", "csv").output))}
+    plain = {row[0] for row in csv.reader(io.StringIO(invoke("report", new, "--format", "csv").output))}
+    assert "identities.sense" in plain and {"identities", "identities.sense"} <= tables
+
+
+def test_a_marker_after_a_label_does_not_split_a_row():
+    """Table 9b marks a descriptor with † when sense mode counts far fewer: the same descriptor with
+    and without the mark is one row of the diff."""
+    from llama_audit.report.diff import row_keys
+
+    assert row_keys([["Race", ""], ["", "asian \u2020"]], [0, 1]) == row_keys([["Race", ""], ["", "asian"]], [0, 1])

@@ -80,3 +80,9 @@ def test_report_options_belong_to_their_analyzer(out):
     # the paper's order (Tables 9a, 9b, 10), not the JSON's
     assert list(r).index("languages") < list(r).index("pronouns")
     assert md.index("Table 9a") < md.index("Table 9b") < md.index("Table 10")
+
+
+def test_printable_shows_bidirectional_overrides_instead_of_obeying_them():
+    from llama_audit.report.section import printable
+
+    assert printable("evil\u202eexe.txt\ttab\x1b[31m") == "evil\\u202eexe.txt\ttab\\x1b[31m"

@@ -91,6 +91,8 @@ class IdentityAnalyzer(Analyzer):
     def __init__(self, options=None):
         super().__init__(options)
         self.lexicon = Lexicon.load(self.options.lexicon or builtin_path(BUILTIN_LEXICON))
+        if review.EXAMPLES_KEY in self.lexicon.groups:  # the report section's key of the review samples
+            raise ConfigError(f"{self.lexicon.source}: the axis name {review.EXAMPLES_KEY!r} is reserved; rename it")
         self.senses = SenseRules.load(self.options.senses or builtin_path(BUILTIN_SENSES))
         self.sense_matcher = self.senses.bind(self.lexicon)
         self._axis_of = {e.term: e.group for e in self.lexicon.entries}

@@ -22,6 +22,7 @@ number as they do in a document.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import unicodedata
@@ -31,6 +32,7 @@ import pyarrow as pa
 
 from llama_audit.analyzers.language import LanguageAnalyzer
 from llama_audit.analyzers.identities.senses import SenseMatcher
+from llama_audit.analyzers.identities.senses import term_pattern as senses_term_pattern
 from llama_audit.analyzers.pii.detector import PII_TYPES, RULES_VERSION, PiiDetector
 from llama_audit.report.section import DisplayTable
 from llama_audit.review_samples import LIMIT_KEY, ReviewSample, stable_order
@@ -78,23 +80,31 @@ _pattern_cache: dict[str, re.Pattern] = {}
 
 
 def term_pattern(term: str) -> re.Pattern:
+    """The occurrences of a lexicon key (tokens joined by one space), sense mode's pattern."""
     pattern = _pattern_cache.get(term)
     if pattern is None:
-        body = r"[\W_]+".join(re.escape(tok) for tok in term.split(" "))
-        pattern = _pattern_cache[term] = re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])")
+        pattern = _pattern_cache[term] = senses_term_pattern(term.split(" "))
     return pattern
 
 
 def _normalized_with_offsets(text: str) -> tuple[str, list[int]]:
-    """``text`` NFKC-normalised and case-folded character by character, and for each character of
-    the result the offset of the original character it came from (plus ``len(text)`` at the end)."""
+    """``text`` NFKC-normalised and case-folded a base character with its combining marks at a
+    time (as the tokenizer composes them: "gay" + U+0301 is "gaý", no occurrence of "gay"), and
+    for each character of the result the offset of the original character it came from (plus
+    ``len(text)`` at the end)."""
     out: list[str] = []
     origin: list[int] = []
-    for i, ch in enumerate(text):
-        n = unicodedata.normalize("NFKC", ch).casefold() if not ch.isascii() else ch.lower()
+    i, size = 0, len(text)
+    while i < size:
+        j = i + 1
+        while j < size and unicodedata.combining(text[j]):
+            j += 1
+        part = text[i:j]
+        n = part.lower() if part.isascii() else unicodedata.normalize("NFKC", part).casefold()
         out.append(n)
         origin.extend([i] * len(n))
-    origin.append(len(text))
+        i = j
+    origin.append(size)
     return "".join(out), origin
 
 
@@ -109,12 +119,16 @@ def find_occurrences(text: str, term: str) -> Iterator[tuple[int, int]]:
     overlap = len(term) * 4 + 64  # an occurrence cut by a piece boundary is found in the next piece
     last_end = -1
     for base in range(0, max(len(text), 1), step):
-        piece = text[base: base + step + overlap]
+        lead = 1 if base else 0  # the character before the piece: the word boundary sees it
+        piece = text[base - lead: base + step + overlap]
+        at = base - lead
         if piece.isascii():
-            spans = ((base + m.start(), base + m.end()) for m in pattern.finditer(piece.lower()))
+            spans = ((at + m.start(), at + m.end()) for m in pattern.finditer(piece.lower(), lead))
         else:
             normalized, origin = _normalized_with_offsets(piece)
-            spans = ((base + origin[m.start()], base + origin[m.end() - 1] + 1) for m in pattern.finditer(normalized))
+            first = bisect.bisect_left(origin, lead)  # (origin never decreases)
+            spans = ((at + origin[m.start()], at + origin[m.end() - 1] + 1)
+                     for m in pattern.finditer(normalized, first))
         for a, b in spans:
             if a >= base + step:
                 break  # the next piece finds it
@@ -128,7 +142,7 @@ def find_occurrence(text: str, term: str) -> tuple[int, int] | None:
     return next(find_occurrences(text, term), None)
 
 
-SENSE_CONTEXT_CHARS = 400  # text on each side of an occurrence that sense mode's decision reads (it reads 160)
+SENSE_CONTEXT_CHARS = 400  # text on each side of an occurrence that sense mode's decision reads (it reads 120)
 MAX_SENSE_TRIES = 64  # occurrences tried, in text order, for one that sense mode counts
 
 

@@ -48,6 +48,7 @@ but no occurrence here, so sense mode does not count it.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import re
@@ -57,7 +58,7 @@ from typing import Iterator, Sequence
 
 from llama_audit.lexicon import Lexicon
 from llama_audit import text as text_module
-from llama_audit.text import TokenizedBatch, tokenize, whitespace_pieces
+from llama_audit.text import TOKEN_RE, TokenizedBatch, tokenize, whitespace_pieces
 from llama_audit.types import ConfigError
 
 BUILTIN_SENSES = "identity_senses.tsv"
@@ -73,7 +74,6 @@ SETTINGS = {"window": 3, "version": ""}  # the settings a file may give, with th
 # Where a sentence ends, for the context and predicate look-ups and for "mid-sentence".
 _SENTENCE_END = re.compile(r"[.!?;:\n\u3002]")
 _HYPHENS = "-\u2010\u2011"
-_TOKEN = re.compile(r"[^\W_]+")
 # how far either side of an occurrence the look-ups read (characters): far more than `window`
 # tokens of real words; a longer run without a sentence end is cut here
 _LOOK_CHARS = 120
@@ -238,7 +238,7 @@ class SenseRules:
 
 def _setting(name: str, value: str, where: str):
     if name == "window":
-        if not value.isdigit() or not 1 <= int(value) <= 20:
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 20:
             raise ConfigError(f"{where}: window must be a whole number of tokens from 1 to 20, got {value[:40]!r}")
         return int(value)
     return value
@@ -265,7 +265,7 @@ def _rule(term: str, spec: str, comment: str, where: str) -> SenseRule:
     return SenseRule(term, comment=comment, **flags)
 
 
-def _term_pattern(tokens: Sequence[str]) -> re.Pattern:
+def term_pattern(tokens: Sequence[str]) -> re.Pattern:
     """The term's tokens as they occur in text: separated by non-word characters, at word
     boundaries, in any case."""
     body = r"[\W_]+".join(re.escape(t) for t in tokens)
@@ -296,10 +296,10 @@ class SenseMatcher:
         self._rest_patterns: dict[int, re.Pattern] = {}  # a multi-token term's tokens after the first
 
     def pattern(self, j: int) -> re.Pattern:
-        """Entry j's occurrences (:func:`_term_pattern`), compiled once."""
+        """Entry j's occurrences (:func:`term_pattern`), compiled once."""
         p = self._patterns.get(j)
         if p is None:
-            p = self._patterns[j] = _term_pattern(self.lexicon.entries[j].tokens)
+            p = self._patterns[j] = term_pattern(self.lexicon.entries[j].tokens)
         return p
 
     def spans(self, view: "_View", j: int, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
@@ -375,12 +375,16 @@ class SenseMatcher:
     def _occurrences(self, view: "_View", j: int, hit_set: set[int]) -> Iterator[Occurrence]:
         rule = self.rule_of.get(j)
         containers = [k for k in self.containers.get(j, ()) if k in hit_set]
-        spans = None
+        spans = starts = None
+        longest = 0
         for s, e in self.spans(view, j, view.core_start, view.core_end):
             if containers:
-                if spans is None:
-                    spans = [span for k in containers for span in self.spans(view, k)]
-                if any(cs <= s and e <= ce for cs, ce in spans):
+                if spans is None:  # the longer terms' occurrences, sorted: a bisection per occurrence
+                    spans = sorted(span for k in containers for span in self.spans(view, k))
+                    starts = [cs for cs, _ in spans]
+                    longest = max((ce - cs for cs, ce in spans), default=0)
+                lo, hi = bisect.bisect_left(starts, e - longest), bisect.bisect_right(starts, s)
+                if any(e <= spans[i][1] for i in range(lo, hi)):
                     yield Occurrence(j, s, e, False, "nested", view.in_original)
                     continue
             why = self._rule_out(rule, view, s, e) if rule is not None else None
@@ -536,7 +540,7 @@ def _tokens_before(view: "_View", s: int) -> list[str]:
             cut = found  # "Mr. Jain": a title's full stop ends no sentence
     if cut is not None:
         head = head[cut.end():]
-    return _TOKEN.findall(head.lower() if view.is_ascii else head.casefold())
+    return TOKEN_RE.findall(head.lower() if view.is_ascii else head.casefold())
 
 
 def _tokens_after(view: "_View", e: int) -> list[str]:
@@ -545,4 +549,4 @@ def _tokens_after(view: "_View", e: int) -> list[str]:
     cut = _SENTENCE_END.search(tail)
     if cut is not None:
         tail = tail[:cut.start()]
-    return _TOKEN.findall(tail.lower() if view.is_ascii else tail.casefold())
+    return TOKEN_RE.findall(tail.lower() if view.is_ascii else tail.casefold())

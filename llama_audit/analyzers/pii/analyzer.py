@@ -93,6 +93,7 @@ class PiiOptions(AnalyzerOptions):
 class PiiAnalyzer(PiiReport, Analyzer):  # its report section: pii/report.py
     name = "pii"
     scoped = False  # every document, whatever its language
+    density_counts = ("documents", "documents_with_pii", "PII")  # report --top-hosts: sites dense in personal data
     Options = PiiOptions
 
     def __init__(self, options=None):
