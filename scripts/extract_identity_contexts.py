@@ -161,6 +161,11 @@ def spread(items: list[dict], limit: int, group: str) -> list[dict]:
         by.setdefault(it[group], []).append(it)
     queues = [sorted(v, key=lambda it: _key(it["source"], it["doc_start"], it["term"]))
               for _, v in sorted(by.items(), key=lambda kv: _key(group, kv[0]))]
+    return round_robin(queues, limit)
+
+
+def round_robin(queues: list[list[dict]], limit: int) -> list[dict]:
+    """At most ``limit`` items: the first of each queue in turn, then the second of each, ..."""
     chosen: list[dict] = []
     depth = 0
     while len(chosen) < limit and any(depth < len(q) for q in queues):

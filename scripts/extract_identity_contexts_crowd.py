@@ -43,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extract_identity_contexts import (  # noqa: E402
-    EMAIL_LIKE, ROOT, context, context_row, occurrences, spread, write_contexts,
+    EMAIL_LIKE, ROOT, context, context_row, occurrences, round_robin, spread, write_contexts,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -97,14 +97,7 @@ def choose(occs: list[dict], limit: int) -> list[dict]:
     within one, ``spread`` over its groups. Deterministic."""
     queues = [spread([o for o in occs if o["dataset"] == name], len(occs), "group")
               for name in ("crows", "bold")]
-    chosen: list[dict] = []
-    depth = 0
-    while len(chosen) < limit and any(depth < len(q) for q in queues):
-        for q in queues:
-            if depth < len(q) and len(chosen) < limit:
-                chosen.append(q[depth])
-        depth += 1
-    return chosen
+    return round_robin(queues, limit)
 
 
 def extract(docs: list[dict], lexicon: Lexicon) -> list[dict]:
