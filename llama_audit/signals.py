@@ -48,11 +48,16 @@ class Interrupted(KeyboardInterrupt):
 # -- main process ------------------------------------------------------------------------------
 
 _received: list[int] = []  # the stop signals this process received, in order
+_deferring = [0]  # depth of interrupts_deferred blocks in the main thread
+_deferred: list[int] = []  # a stop signal held back by interrupts_deferred, raised when it ends
 
 
 def _stop_handler(signum: int, frame) -> None:
     _received.append(signum)
     if len(_received) == 1:
+        if _deferring[0]:
+            _deferred.append(signum)
+            return
         raise Interrupted(signum)
     # a second signal while the first one's cleanup runs: stop now (done markers are written last,
     # so the OUT resumes; only the manifest of this run may be missing)
@@ -65,6 +70,7 @@ def _stop_handler(signum: int, frame) -> None:
 def stop_on_signals() -> None:
     """Make SIGINT and SIGTERM stop this (main) process's run like Ctrl-C. Call from the main thread."""
     _received.clear()
+    _deferred.clear()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop_handler)
     sys.unraisablehook = _redeliver_when_unraisable(sys.unraisablehook)
@@ -88,6 +94,24 @@ def _redeliver_when_unraisable(previous: Callable) -> Callable:
         previous(unraisable)
 
     return hook
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold :class:`Interrupted` back in the main thread until the block ends, then raise it.
+
+    For code that takes locks without a ``try`` around them, where an exception would leave a
+    lock held: ``concurrent.futures.wait`` acquires every future's lock in a loop, and an
+    ``Interrupted`` landing inside that loop left some held for good; the pool's manager thread
+    then blocked on one and ``shutdown`` never returned (a Ctrl-C that hung the process). Keep such
+    blocks short: the signal waits for them. A second signal still stops the process at once."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+    if not _deferring[0] and _deferred:
+        raise Interrupted(_deferred.pop())
 
 
 def received_signal() -> int | None:

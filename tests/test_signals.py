@@ -23,8 +23,8 @@ class Finalized:
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+def run_python(code: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": PACKAGE_ROOT})
 
 
@@ -60,3 +60,39 @@ def test_worker_exits_at_once_when_its_parent_is_already_gone():
     res = run_python("import os\nfrom llama_audit import signals\n"
                      "signals.worker_lifecycle(os.getppid() + 100000)\nprint('went on')\n")
     assert res.returncode == 143 and res.stdout == "" and res.stderr == ""
+
+
+def test_ctrl_c_while_the_pool_holds_a_future_lock_does_not_hang(tmp_path):
+    """The race behind a CI hang: Ctrl-C landed inside ``concurrent.futures.wait`` while it held
+    futures' locks; the ``Interrupted`` left them held, the pool's manager thread then blocked on
+    one for good, and ``shutdown(wait=True)`` never returned. Here ``wait`` is replaced by one that
+    takes a future's lock and receives SIGINT before it lets go, every time: the run must end
+    interrupted, promptly."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for s in range(4):
+        (corpus / f"s{s}.jsonl").write_text('{"id": "a", "text": "She said he was there."}\\n' * 50)
+    res = run_python(f"""
+import os, signal, concurrent.futures as cf
+from llama_audit import signals
+from llama_audit.executors import pool
+real_wait = cf.wait
+def wait(fs, timeout=None, return_when=cf.ALL_COMPLETED):
+    first = next(iter(fs))
+    first._condition.acquire()  # as wait's _AcquireFutures.__enter__ does, outside any try
+    os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, with the lock held
+    for _ in range(1000):
+        pass
+    first._condition.release()
+    return real_wait(fs, timeout=timeout, return_when=return_when)
+pool.wait = wait
+from llama_audit.job import ScanRequest, run_scan
+signals.stop_on_signals()
+try:
+    run_scan(ScanRequest(paths=[{str(corpus)!r}], out={str(tmp_path / 'out')!r}, analyzers=["pronouns"],
+                         languages=("all",), workers=2))
+    print("finished")
+except KeyboardInterrupt as exc:
+    print("interrupted", signals.received_signal())
+""")
+    assert res.stdout.strip().splitlines()[-1:] == ["interrupted 2"], res.stdout + res.stderr

@@ -23,8 +23,8 @@ from llama_audit.corpus import Shard
 from llama_audit.executors.base import Progress, ScanPlan, ShardOutcome
 from llama_audit.executors.worker import ShardWorker, worker_label
 from llama_audit.scan import StrictError
-from llama_audit.signals import (WORKER_EXIT_CODE, Interrupted, received_signal, signals_blocked, stoppable_shard,
-                                 worker_lifecycle)
+from llama_audit.signals import (WORKER_EXIT_CODE, Interrupted, interrupts_deferred, received_signal, signals_blocked,
+                                 stoppable_shard, worker_lifecycle)
 from llama_audit.types import ConfigError
 
 PROGRESS_EVERY_BYTES = 1 << 20  # a worker reports progress after this many input bytes...
@@ -107,14 +107,15 @@ class PoolExecutor:
                 futures = {pool.submit(_scan_in_worker, s): s for s in shards}
             pending = set(futures)
             while pending:
-                processes.update(getattr(pool, "_processes", None) or {})
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(progress_queue, progress, started)
-                for fut in done:
-                    try:
-                        outcome = fut.result()
-                    except BrokenProcessPool:
-                        _drain(progress_queue, progress, started)
+                with interrupts_deferred():  # wait() takes the futures' locks outside any try
+                    processes.update(getattr(pool, "_processes", None) or {})
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    _drain(progress_queue, progress, started)
+                    results = [_result_of(fut) for fut in done]
+                for outcome in results:
+                    if isinstance(outcome, BrokenProcessPool):
+                        with interrupts_deferred():
+                            _drain(progress_queue, progress, started)
                         stop_workers(pool, known=processes)  # the pool ends the others too, but waits forever
                         died.append(True)
                         yield from _worker_died(processes, futures, started, ended, blame_all)
@@ -123,7 +124,8 @@ class PoolExecutor:
                         raise StrictError(outcome[1])
                     ended.add(outcome.key)
                     yield outcome
-            _drain(progress_queue, progress, started)
+            with interrupts_deferred():
+                _drain(progress_queue, progress, started)
         except BaseException:  # Ctrl-C, SIGTERM, --strict: stop now; unfinished shards are for the rerun
             # (no Future.cancel() here: Python 3.11's pool then fails on the cancelled futures once it
             # sees its workers gone; a pool whose workers died starts nothing more)
@@ -131,6 +133,13 @@ class PoolExecutor:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result_of(future) -> ShardOutcome | tuple[str, str] | BrokenProcessPool:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        return exc
 
 
 def _worker_died(processes: dict, futures: dict, started: dict[str, int],
