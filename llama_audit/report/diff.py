@@ -454,7 +454,7 @@ def render_diff_csv(diff: dict, **kw: Any) -> str:
     """The long CSV with each value column as ``X_old``, ``X_new``, ``X_delta`` (rows matched by
     table, group and label; a row one side lacks counts as 0 there, as in the JSON delta; no delta
     for intervals), then the erasure rows, the sections in one audit only and the warnings."""
-    from llama_audit.report.render import render_csv
+    from llama_audit.report.render import SafeCsvWriter, render_csv
 
     values = [c for c in CSV_COLUMNS if c not in CSV_KEY_COLUMNS]
     sides = {c: ("old", "new") if INTERVAL_KEY.search(c) else ("old", "new", "delta") for c in values}
@@ -465,7 +465,7 @@ def render_diff_csv(diff: dict, **kw: Any) -> str:
     old, new = (csv_rows(render_csv({k: v for k, v in diff[side].items() if k in shown}, **kw))
                 for side in ("old", "new"))
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeCsvWriter(buf)
     w.writerow(header)
     for key in merged_order(list(old), list(new)):
         o, n = old.get(key), new.get(key)

@@ -217,13 +217,44 @@ def csv_columns(paper: bool = False) -> list[str]:
     return CSV_COLUMNS + [PAPER_CSV_COLUMN] if paper else list(CSV_COLUMNS)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """A cell a spreadsheet shows as text: a string that would start a formula (``=``, ``+``,
+    ``-``, ``@``, tab, CR) gets a leading ``'`` unless it is a number. The CSV carries text from
+    the corpus (``--group-by`` values, hosts, lexicon terms), and a cell such as ``=HYPERLINK(...)``
+    would otherwise run when the report is opened (OWASP "CSV injection")."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        try:
+            float(cell)
+            return cell
+        except ValueError:
+            return "'" + cell
+    return cell
+
+
+class SafeCsvWriter:
+    """``csv.writer`` whose every cell passes :func:`spreadsheet_safe`."""
+
+    def __init__(self, buf: io.StringIO):
+        self._writer = csv.writer(buf, lineterminator="\n")
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([spreadsheet_safe(c) for c in row])
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 def render_csv(report: dict, *, min_docs: int = 0, **kw) -> str:
     """Long format for spreadsheets: one row per number, every table, no truncation (``min_docs``
     is accepted for one call shape with the other formats, and ignored: the CSV keeps every row).
     With ``paper=True`` a last column, :data:`PAPER_CSV_COLUMN`, holds the paper's number where
     the row's analyzer has one (its ``report_csv``)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeCsvWriter(buf)
     columns = csv_columns(kw.get("paper", False))
     is_grouped = any(report.get(k) is not None for k in grouped.REPORT_KEYS)
     if is_grouped:  # report --group-by / --top-hosts: one more column, the group of each row ("" overall)
