@@ -533,3 +533,20 @@ def test_batch_equals_per_document():
     batch = ALL.detect_batch(MIXED)
     assert ("EMAIL_ADDRESS" in {t for t, *_ in batch[6]}) and ("IP_ADDRESS" in {t for t, *_ in batch[6]})
     assert [t for t, *_ in batch[4]] == ["IP_ADDRESS"]  # the version word is on another line
+
+
+def test_the_digit_table_is_unicode_category_nd_above_ascii():
+    """The fast table (the regex engine's ``\\d``) equals the definition, code point by code point."""
+    import sys
+    import unicodedata
+
+    from llama_audit.analyzers.pii.phone import _DIGIT_RANGES
+
+    reference = []
+    for cp in range(0x80, sys.maxunicode + 1):
+        if unicodedata.category(chr(cp)) == "Nd":
+            if reference and reference[-1][1] == cp - 1:
+                reference[-1] = (reference[-1][0], cp)
+            else:
+                reference.append((cp, cp))
+    assert _DIGIT_RANGES == reference
