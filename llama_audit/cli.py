@@ -268,7 +268,7 @@ class ProgressHooks:
 
 
 @app.command(epilog="Options of every analyzer: llama-audit analyzers NAME.")
-@click.argument("corpus", nargs=-1, required=True)
+@click.argument("corpus", nargs=-1, required=False)
 @click.option("--out", "-o", required=True, help="Output directory (annotations, partials, summary, manifest).")
 @click.option("--analyzers", default=None, shell_complete=_complete_analyzer_names,
               help="Comma-separated analyzers (default: all available; see llama-audit analyzers).")
@@ -283,6 +283,11 @@ class ProgressHooks:
               help="Field holding the document id (absent: <shard>:<row>); fallbacks comma-separated, as --text-field.")
 @click.option("--input-format", "input_format", default=None, metavar="FORMAT",
               help="With '-' (read the corpus from standard input): jsonl (default), jsonl.gz or jsonl.zst.")
+@click.option("--hf-dataset", "hf_dataset", default=None, metavar="NAME",
+              help="Instead of CORPUS: stream one split of a dataset through the datasets library (a Hub name "
+                   "or a local folder), for datasets that are no plain files; plain files: hf://datasets/NAME.")
+@click.option("--hf-config", "hf_config", default=None, metavar="CONFIG", help="With --hf-dataset: its configuration.")
+@click.option("--hf-split", "hf_split", default=None, metavar="SPLIT", help="With --hf-dataset: the split (e.g. train).")
 @click.option("--group-by", "group_by", default=None, metavar="FIELD",
               help="Also count everything per value of this record field (source, meta.source), or per host "
                    "name with host(FIELD), e.g. host(url); report --group-by shows the tables per group.")
@@ -292,6 +297,15 @@ class ProgressHooks:
 @click.option("--executor", default="local", show_default=True, type=click.Choice(EXECUTOR_CHOICES),
               help="local (this machine) | ray (a Ray cluster sharing OUT's file system).")
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start a local Ray).")
+@click.option("--ray-mode", "ray_mode", type=click.Choice(["auto", "data", "tasks"]), default=None,
+              help="With --executor ray: data = a Ray Data pipeline (CPU stage, then the GPU model in an actor "
+                   "pool); tasks = one Ray task per shard; auto (default): data when an analyzer declares two stages.")
+@click.option("--ray-gpu-actors", "ray_gpu_actors", type=click.IntRange(min=1), default=None,
+              help="With --executor ray: actors of the GPU stage (default: one per cluster GPU, or 1 CPU actor).")
+@click.option("--ray-cpu-tasks", "ray_cpu_tasks", type=click.IntRange(min=1), default=None,
+              help="With --executor ray: concurrent CPU-stage tasks (default: the CPUs the actors leave).")
+@click.option("--ray-max-retries", "ray_max_retries", type=click.IntRange(min=0), default=None,
+              help="With --executor ray: retries of a shard's stage after its worker or actor died (default 2).")
 @click.option("--num-shards", default=1, type=click.IntRange(min=1), show_default=True,
               help="Split the shard list into N slices (Slurm array size).")
 @click.option("--shard-index", default=0, type=click.IntRange(min=0), show_default=True,
@@ -304,9 +318,17 @@ class ProgressHooks:
               help="Skip files of unknown type with a warning instead of failing.")
 @click.option("--emit", default=None, type=click.Choice(EMIT_CHOICES),
               help="'jsonl': stream one JSON object per document to stdout.")
+@click.option("--attributes-out", "attributes_out", default=None, metavar="DIR",
+              help="After the scan, write dolma attribute files of the finished shards to DIR "
+                   "(as `llama-audit export dolma OUT --to DIR`).")
+@click.option("--staging", default=None, metavar="DIR",
+              help="With --out URL (s3://, gs://, ...): the local staging directory mirroring it (default: one "
+                   "per URL under $LLAMA_AUDIT_STAGING or ~/.cache/llama-audit/staging).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_by, workers, executor, ray_address,
-         num_shards, shard_index, batch_docs, strict, overwrite, skip_unknown, emit, quiet, input_format) -> None:
+         num_shards, shard_index, batch_docs, strict, overwrite, skip_unknown, emit, quiet, input_format,
+         attributes_out=None, hf_dataset=None, hf_config=None, hf_split=None, staging=None, ray_mode=None,
+         ray_gpu_actors=None, ray_cpu_tasks=None, ray_max_retries=None) -> None:
     """Scan a corpus: annotate every document and write additive partial summaries (resumable).
     CORPUS '-' reads one shard from standard input (cat part.jsonl | llama-audit scan - --out OUT)."""
     from llama_audit.corpus import STDIN_ARG, UnsupportedFormat
@@ -321,17 +343,29 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_
     try:
         given = analyzer_options_given(option)
         text_field, id_field = normal_field_list(text_field, "--text-field"), normal_field_list(id_field, "--id-field")
+        if attributes_out is not None:
+            from llama_audit.export.dolma import check_destination
+
+            check_destination(out, attributes_out)
     except ConfigError as exc:
         fail(str(exc))
     if tuple(corpus) == (STDIN_ARG,) and (sys.stdin is None or sys.stdin.isatty()):
         fail("'-' reads the corpus from standard input, which is a terminal here; pipe it in "
              "(cat part.jsonl | llama-audit scan - --out OUT)")
+    if bool(corpus) == (hf_dataset is not None):
+        fail("give the corpus as CORPUS paths or as --hf-dataset NAME (one of the two)")
+    if hf_dataset is None and (hf_config is not None or hf_split is not None):
+        fail("--hf-config and --hf-split are for --hf-dataset NAME")
+    ray_options = {k: v for k, v in {"mode": ray_mode, "gpu_actors": ray_gpu_actors, "cpu_tasks": ray_cpu_tasks,
+                                     "max_retries": ray_max_retries}.items() if v is not None}
+    if ray_options and executor != "ray":
+        fail(f"--ray-{next(iter(ray_options)).replace('_', '-')} is for --executor ray")
     req = ScanRequest(paths=corpus, out=out, analyzers=_split(analyzers), languages=langs, options=given,
                       read=ReadOptions(text_field=text_field, id_field=id_field,
                                        batch_docs=max(1, batch_docs) if batch_docs else None, group_by=group_by),
                       strict=strict, overwrite=overwrite, skip_unknown=skip_unknown, workers=max(1, workers),
                       num_shards=num_shards, shard_index=shard_index, executor=executor, ray_address=ray_address,
-                      input_format=input_format)
+                      ray_options=ray_options, input_format=input_format, staging=staging, hf_dataset=hf_dataset, hf_config=hf_config, hf_split=hf_split)
     from pathlib import Path
 
     hooks = ProgressHooks(quiet, out_is_new=overwrite or not (Path(out) / "config.json").is_file())
@@ -364,8 +398,9 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_
     if no_documents:
         say(("error:", "bold red"), f" no document was read: all {result.bad_records:,} records are bad "
             f"(is --text-field {text_field!r} right? see bad_samples in {out}/manifest.json)")
+    export_failed = attributes_out is not None and not _export_attributes(out, attributes_out, quiet)
     if result.nothing_to_do:
-        raise click.exceptions.Exit(EXIT_FAILED_SHARDS if no_documents else EXIT_OK)  # the job said why (a read-only, finished OUT)
+        raise click.exceptions.Exit(EXIT_FAILED_SHARDS if no_documents or export_failed else EXIT_OK)  # the job said why (a read-only, finished OUT)
     if not quiet:
         state = "summary written" if result.summary_written else "summary pending (shards left)"
         err.print(f"{result.documents:,} documents, {result.bad_records:,} bad records, "
@@ -373,7 +408,7 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_
                   f"{len(result.failed)} failed in {result.seconds:.1f}s; {state} -> {out}")
     if result.failed:
         say((f"{len(result.failed)} shard(s) failed", "red"), f"; see {out}/manifest.json. Rerun to retry them.")
-    raise click.exceptions.Exit(EXIT_FAILED_SHARDS if no_documents else result.exit_code)
+    raise click.exceptions.Exit(EXIT_FAILED_SHARDS if no_documents or export_failed else result.exit_code)
 
 
 @app.command(epilog="Report options of every analyzer: llama-audit analyzers NAME.")
@@ -424,7 +459,9 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
         if top_groups is not None and group_by is None:
             raise ConfigError("--top-groups needs --group-by FIELD (the field the scan grouped by)")
         if against is not None:
-            return _report_diff(out, against, format, report_options, paper=paper, min_docs=min_docs)
+            return _report_diff(_staged_out(out), _staged_out(against), format, report_options, paper=paper,
+                                min_docs=min_docs)
+        out = _staged_out(out)  # an OUT at a URL: its bookkeeping, pulled into the staging mirror
         require_out(out)
         if figures_dir is not None and not no_figures:
             from llama_audit.report.figures import check_directory
@@ -455,6 +492,22 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
             sys.stdout.write(render_html(data, figures=drawn, **kw))
         else:
             render_terminal(data, PipeConsole(), **kw)
+
+
+def _is_remote(out: str) -> bool:
+    from llama_audit.remote_out import is_remote
+
+    return is_remote(out)
+
+
+def _staged_out(out: str) -> str:
+    """``report`` on an OUT at a URL: the staging directory its bookkeeping was pulled into
+    (llama_audit/remote_out.py); a local OUT as it is."""
+    if not _is_remote(out):
+        return out
+    from llama_audit.remote_out import stage_for_read
+
+    return str(stage_for_read(out))
 
 
 def _report_figures(out: str, data: dict, directory: str | None, *, paper: bool, report_options) -> list:
@@ -516,7 +569,12 @@ def merge(out, allow_failed) -> None:
     from llama_audit.types import ConfigError
 
     try:
-        manifest = merge_out(out, allow_failed=allow_failed)
+        if _is_remote(out):  # the remote gate, the local merge on the staging mirror, then the push
+            from llama_audit.remote_out import merge as merge_remote
+
+            manifest = merge_remote(out, allow_failed=allow_failed)
+        else:
+            manifest = merge_out(out, allow_failed=allow_failed)
     except ConfigError as exc:
         fail(str(exc))
     t, summary = manifest["totals"], manifest["summary"]
@@ -541,6 +599,51 @@ def merge(out, allow_failed) -> None:
     if manifest.get("running"):
         warn(f"still running in {out}: {'; '.join(manifest['running'])}")
     raise click.exceptions.Exit(EXIT_OK if summary["complete"] or summary.get("partial") else EXIT_FAILED_SHARDS)
+
+
+def _export_attributes(out: str, dest: str, quiet: bool) -> bool:
+    """``scan --attributes-out``: export the finished shards (those exported before are skipped);
+    False (after a one-line message) when some could not be."""
+    from llama_audit.export.dolma import ExportRequest, run_export
+    from llama_audit.types import ConfigError
+
+    try:
+        res = run_export(ExportRequest(out=out, dest=dest), warn)
+    except ConfigError as exc:
+        say(("error:", "bold red"), " --attributes-out: ", _one_line(exc))
+        return False
+    if not quiet:
+        err.print(f"dolma attributes: {res.written} shard(s) written, {res.skipped} resumed -> {dest}",
+                  markup=False, highlight=False)
+    return not res.refused
+
+
+@app.group("export")
+def export_group() -> None:
+    """Hand the annotations to other cleaning pipelines (dolma attribute files)."""
+
+
+@export_group.command("dolma")
+@click.argument("out")
+@click.option("--to", "dest", required=True, metavar="DIR",
+              help="Where the attribute files go: plays dolma's attributes/<name>/ beside documents/.")
+@click.option("--name", default=None,
+              help="First part of every attribute name (<name>__<analyzer>__<attribute>; default llama_audit).")
+def export_dolma(out, dest, name) -> None:
+    """Write dolma attribute files from a scan's annotations: one per shard, line-aligned with its
+    records, so `dolma mix` can filter on them and redact PII with span_replacement."""
+    from llama_audit.export.dolma import DEFAULT_NAME, ExportRequest, run_export
+    from llama_audit.types import ConfigError
+
+    try:
+        res = run_export(ExportRequest(out=out, dest=dest, name=DEFAULT_NAME if name is None else name), warn)
+    except ConfigError as exc:
+        fail(_one_line(exc))
+    err.print(f"dolma attributes: {res.written} written, {res.skipped} resumed, {len(res.refused)} refused; "
+              f"{res.lines:,} lines -> {dest}", markup=False, highlight=False)
+    if res.refused:
+        say((f"{len(res.refused)} shard(s) refused", "red"), "; see the warnings above (rerun after fixing them)")
+    raise click.exceptions.Exit(res.exit_code)
 
 
 @app.command("filter")
@@ -625,6 +728,122 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+@app.command("prompts")
+@click.argument("benchmark", type=click.Choice(["toxigen", "bold"]))
+@click.option("--out", "-o", required=True, metavar="FILE|DIR",
+              help="JSONL file to write (gzip when it ends in .gz): id, prompt, meta.group (BOLD: meta.domain); "
+                   "with --generate-with, a directory of parts.")
+@click.option("--generate-with", "generate_with", default=None, metavar="MODEL_DIR",
+              help="Also generate a continuation of each prompt with this local causal LM (temperature 0.1, "
+                   "top-p 0.9, as Llama 2); resumable: rerun to finish.")
+@click.option("--seed", default=0, show_default=True, type=int, help="With --generate-with: the sampling seed.")
+@click.option("--max-new-tokens", default=50, show_default=True, type=click.IntRange(min=1),
+              help="With --generate-with: tokens generated per prompt.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
+              help="With --generate-with: prompts per generate call.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="With --generate-with: the first N prompts only.")
+@click.option("--device", default="auto", show_default=True, help="With --generate-with: auto | cpu | cuda | cuda:N.")
+def prompts_cmd(benchmark, out, generate_with, seed, max_new_tokens, batch_size, limit, device) -> None:
+    """Write the bundled prompts of a safety benchmark (BOLD: CC BY-SA 4.0, amazon-science/bold;
+    ToxiGen: the revised set Llama 2 used, MIT + CDLA-Permissive-2.0, microsoft/SafeNLP), with their
+    group labels. Add each model generation as 'generation' (or pass --generate-with) and run
+    `llama-audit eval`."""
+    from llama_audit.eval.prompts import write_prompts
+    from llama_audit.types import ConfigError
+
+    try:
+        if generate_with is not None:
+            from llama_audit.eval.generate import generate_parts
+
+            written, kept = generate_parts(benchmark, generate_with, out, seed=seed, batch_size=batch_size,
+                                           max_new_tokens=max_new_tokens, device=device, limit=limit)
+            err.print(f"{written} part(s) generated, {kept} already there -> {out} (next: llama-audit eval {out} "
+                      f"--benchmark {benchmark} --out OUT)", markup=False, highlight=False)
+            return
+        if limit is not None:
+            raise ConfigError("--limit needs --generate-with")
+        n = write_prompts(benchmark, out)
+    except ConfigError as exc:
+        fail(str(exc))
+    err.print(f"{n:,} {benchmark} prompts -> {out} (attribution and licences: docs/eval.md)",
+              markup=False, highlight=False)
+
+
+@app.command("eval")
+@click.argument("generations", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, help="Output directory (like scan's; report it with `llama-audit report`).")
+@click.option("--benchmark", default="all", show_default=True, type=click.Choice(["toxigen", "bold", "all"]),
+              help="Which benchmark scores the generations.")
+@click.option("--generation-field", default="generation", show_default=True, metavar="FIELD",
+              help="Field path of the generated text (what is scored).")
+@click.option("--prompt-field", default="prompt", show_default=True, metavar="FIELD",
+              help="Field path of the prompt: BOLD scores prompt + generation (as Llama 2 did); '' for the "
+                   "generation alone. ToxiGen scores the generation alone.")
+@click.option("--group-field", default="meta.group", show_default=True, metavar="FIELD",
+              help="Field path of the demographic group (e.g. meta.group).")
+@click.option("--domain-field", default="meta.domain", show_default=True, metavar="FIELD",
+              help="BOLD: field path of the domain (gender, race, ...); '' for none.")
+@click.option("--id-field", default="id", show_default=True, help="Field holding the record id.")
+@click.option("--toxicity-model", default=None, metavar="DIR|HUB_ID",
+              help="ToxiGen classifier (default: tomh/toxigen_roberta, the paper's).")
+@click.option("--toxicity-tokenizer", default=None, metavar="DIR|HUB_ID", help="Its tokenizer (default: the model's).")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (ToxiGen classifier).")
+@click.option("--toxicity-self-test/--no-toxicity-self-test", "self_test", default=None,
+              help="Check the classifier on built-in sentences first (default: on).")
+@click.option("--truthfulqa-judge", default=None, metavar="DIR",
+              help="TruthfulQA judge model (not implemented yet: TruthfulQA is reported as skipped).")
+@click.option("--workers", default=1, type=click.IntRange(min=1), show_default=True, help="Local worker processes.")
+@click.option("--overwrite/--no-overwrite", default=False, help="Discard an OUT written with another configuration.")
+@click.option("--strict/--no-strict", default=False, help="Stop at the first bad record (exit code 2).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def eval_cmd(generations, out, benchmark, generation_field, prompt_field, group_field, domain_field, id_field,
+             toxicity_model, toxicity_tokenizer, device, self_test, truthfulqa_judge, workers, overwrite, strict,
+             quiet) -> None:
+    """Score a model's generations with ToxiGen and/or BOLD (Llama 2 Table 11); resumable and mergeable
+    like scan. GENERATIONS: JSONL/Parquet files or directories (any input scan reads)."""
+    from pathlib import Path
+
+    from llama_audit.corpus import UnsupportedFormat
+    from llama_audit.eval.run import EvalRequest, run_eval
+    from llama_audit.scan import StrictError
+    from llama_audit.store import OutputWriteError
+    from llama_audit.types import ConfigError
+
+    more = {k: v for k, v in (("device", device), ("self_test", self_test)) if v is not None}
+    req = EvalRequest(paths=generations, out=out, benchmark=benchmark, generation_field=generation_field,
+                      prompt_field=prompt_field, group_field=group_field, domain_field=domain_field,
+                      id_field=id_field, toxicity_model=toxicity_model, toxicity_tokenizer=toxicity_tokenizer,
+                      toxicity_options=more, truthfulqa_judge=truthfulqa_judge, workers=workers,
+                      overwrite=overwrite, strict=strict)
+    hooks = ProgressHooks(quiet, out_is_new=overwrite or not (Path(out) / "config.json").is_file())
+    try:
+        result = run_eval(req, hooks)
+    except (ConfigError, UnsupportedFormat, FileNotFoundError) as exc:
+        hooks.stop()
+        fail(_one_line(exc))
+    except StrictError as exc:
+        hooks.stop()
+        fail(f"--strict: {exc}")
+    except OutputWriteError as exc:
+        hooks.stop()
+        fail(str(exc), EXIT_FAILED_SHARDS)
+    except KeyboardInterrupt:
+        hooks.stop()
+        err.print("interrupted: finished shards are kept; rerun the same command to resume")
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    if result.documents == 0 and result.bad_records > 0:
+        say(("error:", "bold red"), f" no generation was read: all {result.bad_records:,} records are bad "
+            f"(is --generation-field {generation_field!r} right? see bad_samples in {out}/manifest.json)")
+        raise click.exceptions.Exit(EXIT_FAILED_SHARDS)
+    if not quiet and not result.nothing_to_do:
+        err.print(f"{result.documents:,} generations scored, {result.bad_records:,} bad records, "
+                  f"{result.shards_run} shard(s), {result.shards_skipped} resumed, {len(result.failed)} failed "
+                  f"in {result.seconds:.1f}s -> {out} (llama-audit report {out})", markup=False, highlight=False)
+    if result.failed:
+        say((f"{len(result.failed)} shard(s) failed", "red"), f"; see {out}/manifest.json. Rerun to retry them.")
+    raise click.exceptions.Exit(result.exit_code)
+
+
 @app.command("analyzers")
 @click.argument("name", required=False, shell_complete=_complete_analyzer_names)
 def list_analyzers(name) -> None:
@@ -651,13 +870,16 @@ def list_analyzers(name) -> None:
                 spelled = (spec.flag.split("/")[0] + " | " if spec.flag else "") + f"--option {spec.qualified}=VALUE"
                 print(f"    {spelled}  ({spec.type_name}; default {spec.default!r})\n        {spec.help}")
         return
-    for analyzer, target in available_names().items():
+    from llama_audit.analyzers.registry import OPT_IN
+
+    for analyzer, target in available_names(opt_in=True).items():
         try:
             cls = load_class(analyzer)
             reason = cls.unavailable_reason(cls.options_from())
         except Exception as exc:  # a broken plugin must not break the listing
             reason = f"cannot load: {type(exc).__name__}: {exc}"
-        print(f"{analyzer:12s} {'available' if not reason else 'unavailable: ' + reason}  ({target})")
+        run_by = "  [run by llama-audit eval, not in the default scan]" if analyzer in OPT_IN else ""
+        print(f"{analyzer:12s} {'available' if not reason else 'unavailable: ' + reason}  ({target}){run_by}")
 
 
 # -- analyzer options on the command line ----------------------------------------------------------

@@ -29,6 +29,7 @@ from llama_audit.corpus import Shard, discover, is_stdin, stdin_request
 from llama_audit.executors import ScanPlan, ShardOutcome, make_executor
 from llama_audit.hashing import fingerprint
 from llama_audit.lease import LockHeld, OutLock, is_unwritable
+from llama_audit.remote_out import is_remote, run_remote_scan
 from llama_audit.manifest import (current, record_outcome, run_environment, shard_entry, utc_timestamp,
                                   write_manifest)
 from llama_audit.scan import ReadOptions, Scope, annotation_schema
@@ -54,7 +55,14 @@ class ScanRequest:
     emitter: Callable | None = None  # scan --emit jsonl: receives each annotated batch (one process)
     executor: str = "local"  # local (in-process, or a process pool with workers > 1) | ray
     ray_address: str | None = None
+    # --executor ray: mode (auto | data | tasks) and the Ray Data pipeline's sizes (executors.ray_data)
+    ray_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     input_format: str | None = None  # scan -: what standard input holds (None: jsonl); an error without '-'
+    # scan --hf-dataset NAME [--hf-config C] --hf-split S: one split streamed by datasets, instead of paths
+    hf_dataset: str | None = None
+    hf_config: str | None = None
+    hf_split: str | None = None
+    staging: str | None = None  # --out URL: the local staging directory (None: one per URL in the user cache)
 
 
 @dataclasses.dataclass
@@ -261,8 +269,10 @@ def select_slice(shards: list[Shard], num_shards: int, shard_index: int) -> list
     return [s for i, s in enumerate(shards) if i % num_shards == shard_index]
 
 
-def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
+def run_scan(req: ScanRequest, hooks: Hooks | None = None, remote=None) -> ScanResult:
     hooks = hooks or Hooks()
+    if remote is None and is_remote(req.out):  # OUT on object storage: run on its staging mirror
+        return run_remote_scan(req, hooks, run_scan)
     t0 = time.perf_counter()
     choice = choose_analyzers(req.analyzers, req.languages, req.options, hooks.warn)
     analyzers = build_analyzers(choice.names, choice.options)
@@ -274,7 +284,10 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
         raise ConfigError("'-' (standard input) is read by this process: drop --executor ray")
     if stdin is not None and req.num_shards > 1:
         raise ConfigError("'-' (standard input) is one shard: drop --num-shards/--shard-index")
-    shards = [stdin] if stdin is not None else discover(req.paths, skip_unknown=req.skip_unknown, warn=hooks.warn)
+    if req.hf_dataset is not None:
+        shards = [_hf_dataset_shard(req)]
+    else:
+        shards = [stdin] if stdin is not None else discover(req.paths, skip_unknown=req.skip_unknown, warn=hooks.warn)
     if not shards:
         raise ConfigError("no corpus files found in " + ", ".join(req.paths))
     keys = [s.key for s in shards]
@@ -284,25 +297,37 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None) -> ScanResult:
     locked = locked_config(config)
     locked_hash = config_hash(locked)
     out = OutDir(req.out)
-    lock = OutLock(out.root)
+    lock = remote.out_lock(out.root) if remote is not None else OutLock(out.root)
     try:
         lock.probe()
     except OSError as exc:
         return _unwritable_out(out, exc, locked_hash, shards, choice.skipped, t0, hooks)
     try:
         with lock.gate("scan"):
-            _prepare(out, lock, req, shards, locked, locked_hash, choice.skipped, hooks.warn)
+            prepare_out(out, lock, req, shards, locked, locked_hash, choice.skipped, hooks.warn)
     except OSError as exc:
         raise ConfigError(f"{out.root}: cannot be written ({exc.strerror or exc}); free space or fix its "
                           "permissions, or choose another --out") from None
     try:
-        return _scan_prepared(req, hooks, t0, choice, analyzers, scope, read, shards, config, locked_hash, out, lock)
+        return _scan_prepared(req, hooks, t0, choice, analyzers, scope, read, shards, config, locked_hash, out, lock,
+                              remote)
     finally:
         lock.release()
 
 
-def _prepare(out: OutDir, lock: OutLock, req: ScanRequest, shards: list[Shard], locked: dict, locked_hash: str,
-             skipped: dict[str, str], warn: Callable[[str], None]) -> None:
+def _hf_dataset_shard(req: ScanRequest) -> Shard:
+    """The one shard of ``scan --hf-dataset`` (checked before any work: one-line ConfigErrors)."""
+    from llama_audit.corpus.hf_stream import stream_shard
+
+    if req.paths:
+        raise ConfigError("--hf-dataset is the whole corpus: give no CORPUS paths with it")
+    if req.num_shards > 1:
+        raise ConfigError("--hf-dataset streams one split as one shard: drop --num-shards/--shard-index")
+    return stream_shard(req.hf_dataset, req.hf_config, req.hf_split)
+
+
+def prepare_out(out: OutDir, lock: OutLock, req: ScanRequest, shards: list[Shard], locked: dict, locked_hash: str,
+                skipped: dict[str, str], warn: Callable[[str], None]) -> None:
     """Holding the gate: refuse a conflicting running scan, remove stale temporaries, lock the
     configuration, write the plan, take this scan's lease."""
     running = lock.leases()
@@ -363,12 +388,12 @@ def is_disk_full(reason: str | None) -> bool:
 
 def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerChoice, analyzers, scope: Scope,
                    read: ReadOptions, shards: list[Shard], config: dict, locked_hash: str, out: OutDir,
-                   lock: OutLock) -> ScanResult:
+                   lock: OutLock, remote=None) -> ScanResult:
     selected = select_slice(shards, req.num_shards, req.shard_index)
     schema = annotation_schema(analyzers)
     todo = [s for s in selected if not _still_done(out, s, hooks.warn, schema)]
     executor = make_executor(req.executor, workers=req.workers, shards=len(todo), analyzers=analyzers,
-                             emit=req.emitter, ray_address=req.ray_address)
+                             emit=req.emitter, ray_address=req.ray_address, ray_options=req.ray_options)
     plan = ScanPlan(tuple(choice.names), choice.options, scope, str(out.root.resolve()), read, req.strict, locked_hash,
                     gpus_per_worker=max(a.resources().gpus for a in analyzers))
     hooks.start(sum(s.size for s in todo), len(todo), len(selected) - len(todo))
@@ -386,6 +411,7 @@ def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerCh
                 # the report's provenance: when, how many shards, with which software (not hashed)
                 "started": utc_timestamp(now - seconds), "finished": utc_timestamp(now), "shards_scanned": ran,
                 **run_environment(),
+                **({"out": remote.public} if remote is not None else {}),  # the OUT URL, without credentials
                 # engine counters: of this process in-process, else per worker process ("worker PID")
                 "analyzer_stats": stats}
 
@@ -420,6 +446,9 @@ def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerCh
                     disk_full = disk_full or f"{out.root}: {exc.strerror or exc}"
                 if outcome.status == "failed":
                     failed[outcome.key] = outcome.reason
+                if remote is not None:  # upload its files, marker last; an upload that failed fails its shard
+                    for key, why in remote.shard_finished(outcome.key, outcome.status):
+                        failed[key], disk_full = why, disk_full or why
                 hooks.shard_finished(outcome)
                 if disk_full is None and outcome.status == "failed" and is_disk_full(outcome.reason):
                     disk_full = outcome.reason
@@ -443,6 +472,8 @@ def _scan_prepared(req: ScanRequest, hooks: Hooks, t0: float, choice: AnalyzerCh
         record = run_record()
         for a in analyzers:
             a.close()
+    for key, why in remote.wait_uploads() if remote is not None else ():
+        failed[key], disk_full = why, disk_full or why
     manifest = manifest_now(record)
     if disk_full is not None or manifest is None:
         raise OutputWriteError(

@@ -213,7 +213,7 @@ def section_key(name: str) -> str:
     from llama_audit.analyzers.registry import available_names, load_class
     from llama_audit.types import ConfigError
 
-    if name not in available_names():
+    if name not in available_names(opt_in=True):
         return name
     try:
         return load_class(name).report_json_key()

@@ -23,6 +23,7 @@ from llama_audit.review_samples import DONE_KEY as SAMPLES_DONE_KEY
 from llama_audit.review_samples import LIMIT_KEY, SampleKeeper
 from llama_audit.analyzers.base import Analyzer, BatchContext
 from llama_audit.types import DocBatch
+from llama_audit.corpus.hf_stream import is_stream_shard
 from llama_audit.corpus import (TEXT_FIELD_COUNT_PREFIX, ReadSpec, Shard, ShardUnreadable, is_stdin, read_shard,
                                 stdin_read)
 from llama_audit.hashing import fingerprint
@@ -252,7 +253,8 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
     t0 = time.perf_counter()
     schema = annotation_schema(analyzers)
     try:
-        fp = None if is_stdin(shard) else fingerprint(shard.path, shard.size)  # stdin: known once read
+        # stdin: known once read; a streamed dataset split has no bytes of its own to fingerprint
+        fp = None if is_stdin(shard) or is_stream_shard(shard) else fingerprint(shard.path, shard.size)
     except OSError as exc:
         raise ShardFailed(f"{shard.rel}: cannot read ({exc.strerror or type(exc).__name__})") from None
     writer = AtomicParquetWriter(out.annotation_path(shard.key), schema)
@@ -328,10 +330,6 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
         raise
     if progress is not None and shard.size > last_pos:
         progress(0, shard.size - last_pos)
-    atomic_write_table(out.partial_path(shard.key), partials.to_table(counts, group_counts))
-    if samples:  # before the done marker: a shard is done only with its samples
-        sample_table = samples.to_table()
-        atomic_write_table(out.samples_path(shard.key), sample_table)
     record = {
         "shard": shard.rel, "key": shard.key, "path": shard.path, "format": shard.format,
         "size": shard.size, "mtime_ns": shard.mtime_ns, "fingerprint": fp,
@@ -339,9 +337,22 @@ def scan_shard(shard: Shard, analyzers: Sequence[Analyzer], scope: Scope, out: O
         "seconds": round(time.perf_counter() - t0, 3), "config_hash": config_hash, "pid": os.getpid(),
         "analyzer_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
-    if samples:
-        record[SAMPLES_DONE_KEY] = sample_table.num_rows  # its samples file must read back (OutDir.damaged)
-    if fp is None:  # standard input: the bytes read and their sha256, computed while reading
+    if is_stdin(shard):  # standard input: the bytes read and their sha256, computed while reading
         record.update(stdin_read() or {})
-    atomic_write_json(out.done_path(shard.key), record)
+    return finish_shard(out, shard.key, record, counts, group_counts, samples)
+
+
+def finish_shard(out: OutDir, key: str, record: dict, counts: dict[str, Counter],
+                 group_counts: "grouping.GroupCounts | None" = None, samples: SampleKeeper | None = None) -> dict:
+    """Write a finished shard's outputs in the order resume relies on: its partial (``counts``),
+    its review samples when ``samples`` kept any, then ``record`` as its done marker, last (a
+    shard is done only with its partial and samples). Returns the record. Every producer of
+    shard outputs ends here: :func:`scan_shard` and the datatrove step
+    (:mod:`llama_audit.integrations.datatrove`)."""
+    atomic_write_table(out.partial_path(key), partials.to_table(counts, group_counts))
+    if samples:  # before the done marker: a shard is done only with its samples
+        sample_table = samples.to_table()
+        atomic_write_table(out.samples_path(key), sample_table)
+        record[SAMPLES_DONE_KEY] = sample_table.num_rows  # its samples file must read back (OutDir.damaged)
+    atomic_write_json(out.done_path(key), record)
     return record

@@ -18,7 +18,7 @@ def invoke(*args):
 
 def test_version_and_help_on_every_command():
     assert invoke("--version").stdout.strip() == f"llama-audit {__version__}"
-    for cmd in ("scan", "report", "filter", "merge", "estimate", "analyzers", "models"):
+    for cmd in ("scan", "report", "filter", "merge", "estimate", "analyzers", "models", "eval", "prompts", "export"):
         res = invoke(cmd, "--help")
         assert res.exit_code == 0 and "Usage" in res.stdout, cmd
 

@@ -121,3 +121,12 @@ def test_stdin_with_slices_is_refused(tmp_path):
                           "--num-shards", "2", "--shard-index", "1"], input=b'{"text": "hello"}\n',
                          capture_output=True)
     assert res.returncode == 2 and b"one shard" in res.stderr, res.stderr
+
+
+def test_filter_of_a_stdin_scan_says_why_it_cannot_in_one_line(tmp_path):
+    out = tmp_path / "piped"
+    assert cli("scan", "-", "--out", out, *FAST, stdin=jsonl_bytes()).returncode == 0
+    res = cli("filter", out, "--out", tmp_path / "clean", "--drop", "chars > 100000")
+    err = res.stderr.decode()
+    assert res.returncode != 0 and "Traceback" not in err, err
+    assert "read from standard input" in err and "scan the file by its name" in err, err

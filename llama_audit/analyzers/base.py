@@ -114,6 +114,34 @@ class Analyzer(ABC):
         scan reads and analyzes the next batch (a GPU model). Asked after ``setup()``."""
         return False
 
+    # -- two stages (optional): CPU work and accelerator work in different processes --------------
+    # A GPU model's batch is CPU work (splitting, tokenising) then device work (the forward). A
+    # cluster pipeline (``scan --executor ray``, llama_audit/executors/ray_data.py) runs the first
+    # in CPU tasks and the second in a pool of GPU actors, so the GPU never waits for the CPU (the
+    # split NeMo Curator makes between its tokenizer and model stages). An analyzer that sets
+    # ``staged`` promises, for every shard's batches in order:
+    # ``annotate(b, ctx) == finish(b, ctx, infer(prepare(b, ctx)))``, with ``prepare`` and
+    # ``finish`` called in the same process in batch order (per-shard state, e.g. a duplicate-line
+    # cache, lives there) and ``infer`` in any process, in any order (it holds the model only).
+
+    #: True: :meth:`prepare`, :meth:`infer` and :meth:`finish` are implemented (see above)
+    staged: ClassVar[bool] = False
+
+    def setup_prepare(self) -> None:
+        """Load what :meth:`prepare` and :meth:`finish` need (a tokenizer), never the model."""
+
+    def prepare(self, batch: DocBatch, ctx: BatchContext) -> Any:
+        """CPU stage: a picklable payload for :meth:`infer`."""
+        raise NotImplementedError(f"analyzer {self.name!r} is not staged")
+
+    def infer(self, payload: Any) -> Any:
+        """Accelerator stage (after :meth:`setup`): the payload with the model's outputs."""
+        raise NotImplementedError(f"analyzer {self.name!r} is not staged")
+
+    def finish(self, batch: DocBatch, ctx: BatchContext, payload: Any) -> dict[str, pa.Array]:
+        """CPU stage: the columns :meth:`annotate` returns, from the inferred payload."""
+        raise NotImplementedError(f"analyzer {self.name!r} is not staged")
+
     def start_shard(self, key: str) -> None:
         """Called before each shard's first batch. State carried from shard to shard (caches) is
         reset here, so that a shard's output depends on the shard alone: on a rerun, a resume, or
@@ -162,6 +190,19 @@ class Analyzer(ABC):
         references the document (shard, row) and must hold no personal data; make it a callable
         when it costs work: it is built only for candidates that are kept."""
         return ()
+
+    # -- hand-off to cleaning pipelines (optional) -----------------------------------------------
+
+    @classmethod
+    def dolma_attributes(cls, columns: Mapping[str, pa.Array]) -> list[dict[str, list[list]]] | None:
+        """This analyzer's dolma attributes (``llama-audit export dolma``, docs/outputs.md), one
+        dict per annotation row: attribute name -> spans ``[[start, end, score], ...]`` in code-point
+        offsets into the text, a document-level value as ``[[0, chars, value]]``. ``columns`` holds
+        the shard's annotation columns (every analyzer's, plus ``doc_id``, ``row``, ``chars``). Names
+        are made ``<export name>__<analyzer name>__<attribute>`` by the export, after dolma's
+        tagger convention (allenai/dolma ``python/dolma/core/runtime.py``). None (the default): no
+        attributes. Never put text from the document in a value: spans and scores only."""
+        return None
 
     def close(self) -> None:
         """Release resources (GPU workers, threads)."""

@@ -116,6 +116,17 @@ class LanguageAnalyzer(Analyzer):
     def fields(self) -> list[pa.Field]:
         return [pa.field("lang", pa.string()), pa.field("lang_score", pa.float32())]
 
+    @classmethod
+    def dolma_attributes(cls, columns: Mapping[str, pa.Array]) -> list[dict[str, list[list]]] | None:
+        """``<lang>``: ``[[0, chars, lang_score]]`` under the document's label (``unknown``
+        included), so ``.attributes.X__language__en != null`` holds exactly where ``lang == 'en'``;
+        score 0.0 where ours is null (an empty document)."""
+        if "lang" not in columns:
+            return None
+        return [{lang: [[0, n, 0.0 if score is None else score]]}
+                for lang, score, n in zip(columns["lang"].to_pylist(), columns["lang_score"].to_pylist(),
+                                          columns["chars"].to_pylist())]
+
     def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         """Labels (thresholded) and top-1 probabilities (NaN for empty documents)."""
         self.setup()

@@ -62,6 +62,15 @@ class PronounAnalyzer(Analyzer):
     def fields(self) -> list[pa.Field]:
         return [pa.field("pronoun_groups", pa.list_(pa.string()))]
 
+    @classmethod
+    def dolma_attributes(cls, columns: Mapping[str, pa.Array]) -> list[dict[str, list[list]]] | None:
+        """``<group>`` (``she``, ``he``, ``unspecified``, ``1st``, ...): ``[[0, chars, 1.0]]`` for each
+        group whose words occur; nothing out of scope."""
+        if "pronoun_groups" not in columns:
+            return None
+        return [{g: [[0, n, 1.0]] for g in groups or ()}
+                for groups, n in zip(columns["pronoun_groups"].to_pylist(), columns["chars"].to_pylist())]
+
     def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
         tb = tokenized(batch, ctx.in_scope)
         entries, groups = self.lexicon.entries, self.lexicon.groups

@@ -29,12 +29,21 @@ BUILTINS: dict[str, str] = {
     "pii": "llama_audit.analyzers.pii:PiiAnalyzer",
     "toxicity": "llama_audit.analyzers.toxicity:ToxicityAnalyzer",
     "identity_toxicity": "llama_audit.analyzers.identity_toxicity:IdentityToxicityAnalyzer",
+    # opt-in (OPT_IN): the safety benchmarks of a model's generations, run by `llama-audit eval`
+    "toxigen": "llama_audit.analyzers.toxigen:ToxiGenAnalyzer",
+    "bold_sentiment": "llama_audit.analyzers.bold_sentiment:BoldSentimentAnalyzer",
 }
+#: built-ins that run only when named (``eval``, ``scan --analyzers NAME``), never in the default
+#: set: they score a model's generations, not a pretraining corpus
+OPT_IN: frozenset[str] = frozenset({"toxigen", "bold_sentiment"})
 
 
-def available_names() -> dict[str, str]:
-    """All analyzer names -> ``module:Class`` targets (built-ins first, then entry points)."""
-    names = dict(BUILTINS)
+def available_names(opt_in: bool = False) -> dict[str, str]:
+    """All analyzer names -> ``module:Class`` targets (built-ins first, then entry points); the
+    :data:`OPT_IN` built-ins only with ``opt_in`` (what loads a class by name, and the report,
+    which draws any section an OUT holds), so that the default scan set, its flags and its help
+    never include them."""
+    names = {name: target for name, target in BUILTINS.items() if opt_in or name not in OPT_IN}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         names.setdefault(ep.name, ep.value)
     return names
@@ -51,7 +60,7 @@ def unknown_analyzer(name: str, names: Sequence[str]) -> str:
 
 
 def load_class(name: str) -> type[Analyzer]:
-    names = available_names()
+    names = available_names(opt_in=True)
     if name not in names:
         raise ConfigError(unknown_analyzer(name, names))
     module_name, _, attr = names[name].partition(":")

@@ -7,12 +7,14 @@ import glob
 import hashlib
 import json
 import os
+import posixpath
 import re
 import sys
 from collections import Counter
 from typing import Callable, Iterator, Sequence
 
 from ..types import ConfigError
+from . import remote
 from .records import Shard, UnsupportedFormat, unsafe_rel
 from .registry import SUFFIXES, SUPPORTED_FORMATS_TEXT
 
@@ -42,14 +44,18 @@ def detect_format(name: str) -> str | None:
 
 
 def shard_key(rel: str, path: str) -> str:
-    """A filesystem-safe, unique, deterministic output name: sanitized rel + '-' + sha1(path)[:8]."""
+    """A filesystem-safe, unique, deterministic output name: sanitized rel + '-' + sha1(path)[:8].
+
+    ``path`` is a local file's absolute path, or a URL as given (``s3://bucket/a.jsonl``: the same
+    key on every machine and from every working directory)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", rel.replace("/", "__"))
     if len(safe) > _MAX_KEY_REL:
         half = _MAX_KEY_REL // 2
         safe = safe[:half] + "~" + safe[-half:]
     if safe.startswith((".", "-")):
         safe = "_" + safe[1:]
-    digest = hashlib.sha1(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    named = path if remote.is_url(path) else os.path.abspath(path)
+    digest = hashlib.sha1(named.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{safe}-{digest}"
 
 
@@ -214,17 +220,26 @@ def discover(
     skip_unknown: bool = False,
     warn: Callable[[str], None] = _default_warn,
 ) -> list[Shard]:
-    """The shards named by ``paths`` (files, directories searched recursively, or glob patterns).
+    """The shards named by ``paths`` (files, directories searched recursively, or glob patterns;
+    local paths, ``file://`` URLs, or fsspec URLs of objects, prefixes and globs, see
+    :func:`llama_audit.corpus.remote.discover_url`).
 
     The result is sorted by (root, rel) and each file appears once (the same real file reached
     through several arguments or symlinks is read once, under the first root in that order).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]  # type: ignore[list-item]
-    # (absolute path, root, explicit, format-or-None)
-    candidates: list[tuple[str, str, bool, str | None]] = []
+    # (absolute path or URL, root, explicit, format-or-None, what a listing said or None: a local
+    # file is stat'ed); a listing is (rel, size, mtime_ns)
+    candidates: list[tuple[str, str, bool, str | None, tuple[str, int, int] | None]] = []
     for arg in paths:
-        arg = os.fspath(arg)
+        arg = remote.local_path(os.fspath(arg))
+        if remote.is_url(arg):
+            before = len(candidates)
+            candidates.extend(_url_candidates(arg, warn))
+            if len(candidates) == before:
+                warn(f"no corpus files found in {remote.public_url(arg)}")
+            continue
         expanded = os.path.expanduser(arg)
         if os.path.exists(expanded):
             matches, root, explicit = [expanded], None, True
@@ -246,7 +261,7 @@ def discover(
             if os.path.isdir(m):
                 droot = root if root is not None else m
                 for p, fmt in _walk(m, warn):
-                    candidates.append((os.path.abspath(p), droot, False, fmt))
+                    candidates.append((os.path.abspath(p), droot, False, fmt, None))
             else:
                 froot = root if root is not None else os.path.dirname(m)
                 if not explicit:
@@ -256,21 +271,24 @@ def discover(
                     if _in_hf_dir(m):
                         # a glob reached into a saved dataset: take its data files only
                         if name.lower().endswith(".arrow"):
-                            candidates.append((m, froot, False, "hf_arrow"))
+                            candidates.append((m, froot, False, "hf_arrow", None))
                         continue
-                candidates.append((m, froot, explicit, None))
+                candidates.append((m, froot, explicit, None, None))
         if len(candidates) == before:
             warn(f"no corpus files found in {arg}")
 
     shards: list[Shard] = []
-    for path, root, explicit, fmt in candidates:
+    for path, root, explicit, fmt, listed in candidates:
         if fmt is None:
-            fmt = detect_format(os.path.basename(path))
+            fmt = detect_format(posixpath.basename(listed[0]) if listed else os.path.basename(path))
         if fmt is None:
             if skip_unknown:
                 warn(f"skipping {path}: unsupported file type")
                 continue
             raise UnsupportedFormat(_unsupported_message(path))
+        if listed is not None:
+            shards.append(_listed_shard(path, root, fmt, listed))
+            continue
         try:
             shards.append(make_shard(path, root, fmt))
         except FileNotFoundError:  # a dangling symlink, or a file listed in state.json but gone
@@ -280,11 +298,68 @@ def discover(
     out: list[Shard] = []
     seen: set[str] = set()
     for s in shards:
-        real = os.path.realpath(s.path)
+        real = s.path if remote.is_url(s.root) else os.path.realpath(s.path)
         if real not in seen:
             seen.add(real)
             out.append(s)
     return _unique_names(out)
+
+
+def _url_candidates(arg: str, warn: Callable[[str], None]):
+    """discover()'s candidates for a URL argument: the Hub's files (``hf://``, listed by
+    :mod:`llama_audit.corpus.hub`) or the objects :func:`remote.discover_url` finds."""
+    if remote.scheme(arg) == "hf":
+        try:
+            from .hub import list_hub_files
+        except ImportError:
+            raise ConfigError(f"{remote.public_url(arg)}: hf:// corpora are not supported by this version") from None
+        root, files = list_hub_files(arg)
+        return [(open_path, root, False, None, (rel, size, mtime))
+                for open_path, rel, size, mtime in files]
+    found = remote.discover_url(arg, warn=warn, ignored=_ignored_name, own_dirs=_OWN_DIRS, own_files=_OWN_FILES)
+    return [(url, root, explicit, None, (url[len(root) + 1:], size, mtime))
+            for url, root, explicit, size, mtime in found]
+
+
+def _listed_shard(path: str, root: str, fmt: str, listed: tuple[str, int, int]) -> Shard:
+    """The Shard of an object found by a listing (remote, or the Hub): named relative to its root
+    URL, keyed by its URL (the same on every machine), size and time from the listing."""
+    raw, size, mtime_ns = listed
+    if fmt == "hf_arrow" and remote.is_url(path):  # memory-mapped: a Hub file in the local cache is fine
+        raise ConfigError(f"{remote.public_url(path)}: Arrow files (saved datasets) are read from local "
+                          f"disk only; copy them to a local folder first")
+    rel = printable_name(raw)
+    why = unsafe_rel(rel)
+    if why is not None:
+        raise ConfigError(f"{remote.public_url(path)}: the object name {rel!r} cannot name a shard ({why}); "
+                          f"rename the object or name the others with a glob")
+    return Shard(path=path, root=root, rel=rel, format=fmt, size=size, mtime_ns=mtime_ns,
+                 key=shard_key(rel, _key_source(path, root, rel)))
+
+
+def _key_source(path: str, root: str, rel: str) -> str:
+    """What a listed shard's key hashes: its URL; for a Hub file read from the local cache, the
+    URL it has on the Hub (root/rel), never the machine's cache path."""
+    return path if remote.is_url(path) else f"{root}/{rel}"
+
+
+def _common_url(roots: list[str]) -> str | None:
+    """The longest URL folder above every root URL, or None when they are not all URLs of one
+    scheme and host (bucket)."""
+    split = [r.partition("://") for r in roots]
+    if any(sep != "://" for _, sep, _ in split):
+        return None
+    heads = {(h.lower(), rest.split("/", 1)[0]) for h, _, rest in split}
+    if len(heads) != 1:
+        return None
+    paths = [rest.split("/") for _, _, rest in split]
+    common = paths[0]
+    for parts in paths[1:]:
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return f"{split[0][0]}://{'/'.join(common)}"
 
 
 def _unique_names(shards: list[Shard]) -> list[Shard]:
@@ -294,11 +369,21 @@ def _unique_names(shards: list[Shard]) -> list[Shard]:
     instead ('a/part-0.jsonl', 'b/part-0.jsonl'); otherwise names stay relative to their own input."""
     if len({s.rel for s in shards}) == len(shards):
         return shards
-    common = os.path.commonpath([s.root for s in shards])
     renamed = []
-    for s in shards:
-        rel = printable_name(os.path.relpath(s.path, common).replace(os.sep, "/"))
-        renamed.append(dataclasses.replace(s, root=common, rel=rel, key=shard_key(rel, s.path)))
+    if any(remote.is_url(s.root) for s in shards):
+        common = _common_url([s.root for s in shards])
+        if common is None:
+            clash = next(rel for rel, n in Counter(s.rel for s in shards).items() if n > 1)
+            raise ConfigError(f"input files in different places (local folders, buckets) share the shard name "
+                              f"{clash!r}; scan them into separate --out folders")
+        for s in shards:
+            rel = f"{s.root}/{s.rel}"[len(common) + 1:]
+            renamed.append(dataclasses.replace(s, root=common, rel=rel, key=shard_key(rel, _key_source(s.path, s.root, s.rel))))
+    else:
+        common = os.path.commonpath([s.root for s in shards])
+        for s in shards:
+            rel = printable_name(os.path.relpath(s.path, common).replace(os.sep, "/"))
+            renamed.append(dataclasses.replace(s, root=common, rel=rel, key=shard_key(rel, s.path)))
     renamed.sort(key=lambda s: (s.root, s.rel, s.path))
     clashes = [rel for rel, n in Counter(s.rel for s in renamed).items() if n > 1]
     if clashes:  # only names that differ in control characters written as %XX

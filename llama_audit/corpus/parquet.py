@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..store import PARQUET_OPTIONS, atomic_output
-from . import columnar
+from ..types import ConfigError
+from . import columnar, remote
 from .base import Format, Redactions
 from .fields import FieldPath, SpecPaths, field_list
 from .records import Item, ReadSpec, Shard, ShardUnreadable
@@ -25,8 +26,32 @@ from .streams import error_text
 _ROWS_PER_BATCH = 4096  # record batch size when enumerating or rewriting every column
 
 
+class _ObjectParquetFile(pq.ParquetFile):
+    """A ParquetFile over a remote object opened by us: closing it closes the object (pyarrow
+    leaves a file object it was handed open)."""
+
+    def close(self, force: bool = False) -> None:
+        super().close(force=True)
+
+
 def _open(shard: Shard) -> tuple[pq.ParquetFile, pa.Schema]:
-    """The file and its Arrow schema; a file whose footer does not decode is ShardUnreadable."""
+    """The file and its Arrow schema; a file whose footer does not decode is ShardUnreadable.
+
+    A remote object (a URL) is read through its fsspec file: pyarrow reads the footer, then each
+    row group's column chunks, by range requests; the object is never downloaded whole."""
+    if remote.is_url(shard.path):
+        try:
+            source = remote.open_input(shard.path)
+        except OSError as e:
+            raise ShardUnreadable(f"{shard.path}: cannot open: {error_text(e)}") from None
+        except ConfigError as e:
+            raise ShardUnreadable(str(e)) from None
+        try:
+            pf = _ObjectParquetFile(source)
+            return pf, pf.schema_arrow
+        except (OSError, pa.ArrowException, ValueError) as e:
+            source.close()
+            raise ShardUnreadable(f"{shard.path}: not a readable Parquet file ({error_text(e)})") from None
     if os.path.isdir(shard.path):
         raise ShardUnreadable(f"{shard.path}: cannot open: is a directory")
     try:

@@ -69,8 +69,8 @@ STDIN_FORMATS: tuple[str, ...] = ("jsonl", "jsonl.gz", "jsonl.zst")
 class Shard:
     """One input file: the unit of work and of resume."""
 
-    path: str  # absolute path (for saved HF datasets: the .arrow file)
-    root: str  # the corpus root it was found under (absolute)
+    path: str  # absolute path (for saved HF datasets: the .arrow file), or a remote object's URL
+    root: str  # the corpus root it was found under (absolute), or the URL prefix it was listed under
     rel: str  # posix path relative to root: the ``shard`` annotation column
     format: str  # one of FORMATS (llama_audit.corpus.registry)
     size: int  # bytes on disk

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from . import arrow, jsonl, parquet, text
+from . import arrow, hf_stream, jsonl, parquet, text
 from .base import Format
 from .records import Item, ReadSpec, Shard, UnsupportedFormat
 
 _ALL: tuple[Format, ...] = (jsonl.FORMAT, parquet.FORMAT, text.FORMAT, arrow.FORMAT)
-_BY_NAME: dict[str, Format] = {name: f for f in _ALL for name in f.names}
+#: formats no file name maps to (so not in SUFFIXES or the supported-files message): --hf-dataset
+_STREAMS: tuple[Format, ...] = (hf_stream.FORMAT,)
+_BY_NAME: dict[str, Format] = {name: f for f in (*_ALL, *_STREAMS) for name in f.names}
 
-#: Shard formats, as found in :attr:`Shard.format`.
-FORMATS: tuple[str, ...] = tuple(_BY_NAME)
+#: Shard formats of files, as found in :attr:`Shard.format` (and ``hf_stream``, a --hf-dataset
+#: split: a shard format that no file is, which :func:`format_for` knows too).
+FORMATS: tuple[str, ...] = tuple(name for f in _ALL for name in f.names)
 
 #: File name endings recognised by :func:`~llama_audit.corpus.discover` and the format each maps
 #: to, longest first (so ``.jsonl.gz`` wins over ``.gz``-less endings). Matched case-insensitively.

@@ -15,6 +15,8 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+from ..types import ConfigError
+from . import remote
 from .records import STDIN_PATH, ShardUnreadable
 
 PLAIN_CHUNK = 1 << 22  # bytes read at a time from an uncompressed file
@@ -69,6 +71,9 @@ def stdin_read() -> dict | None:
 class ByteSource:
     """An unbuffered file that counts the bytes read and turns I/O errors into StreamEnd.
 
+    A URL ``path`` (``s3://...``) is streamed by range requests (:func:`remote.open_input`),
+    never downloaded whole; its errors are OSErrors as a local file's are.
+
     ``stream``: read this open binary stream instead of opening ``path`` (standard input for
     :data:`~llama_audit.corpus.records.STDIN_PATH`); it cannot seek, so the bytes peeked at are
     kept and read again, and a sha256 of everything read is kept (:func:`stdin_read`). The
@@ -80,9 +85,11 @@ class ByteSource:
             self.f = stream
         else:
             try:
-                self.f = open(path, "rb", buffering=0)
+                self.f = remote.open_input(path) if remote.is_url(path) else open(path, "rb", buffering=0)
             except OSError as e:
                 raise ShardUnreadable(f"{path}: cannot open: {error_text(e)}") from None
+            except ConfigError as e:  # a URL whose backend this worker cannot load
+                raise ShardUnreadable(str(e)) from None
         self.path = path
         self.pos = 0
         self.head = b""  # bytes peeked at on a stream, handed out again by the next read
@@ -255,12 +262,28 @@ def line_blocks(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
         yield [b"".join(tail)]
 
 
+class _GzipWriter(gzip.GzipFile):
+    """A gzip file with no name and no time in its header: a rewrite is written to a random
+    temporary name first (store.atomic_output), which GzipFile would record, so that the same
+    input gave other bytes on every run."""
+
+    def __init__(self, path: Path):
+        self._raw = open(path, "wb")
+        super().__init__(filename="", mode="wb", fileobj=self._raw, mtime=0)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
 def open_writer(path: Path, fmt: str) -> BinaryIO:
     """A binary file at ``path`` that compresses what is written as the format name says, so a
     rewritten shard keeps the compression of its input."""
     kind = compression(fmt)
     if kind == "gz":
-        return gzip.GzipFile(path, "wb", mtime=0)
+        return _GzipWriter(path)
     if kind == "zst":
         import zstandard
 

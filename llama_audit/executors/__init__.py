@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from llama_audit.analyzers.base import Analyzer
 from llama_audit.executors.base import Executor, Progress, ScanPlan, ShardOutcome
@@ -14,17 +14,33 @@ EXECUTORS = ("local", "ray")
 
 
 def make_executor(name: str, *, workers: int, shards: int, analyzers: Sequence[Analyzer],
-                  emit: Callable | None = None, ray_address: str | None = None) -> Executor:
+                  emit: Callable | None = None, ray_address: str | None = None,
+                  ray_options: Mapping[str, Any] | None = None) -> Executor:
     """``local`` is in-process for one worker (or one shard), else a process pool; ``ray`` runs
-    shards as Ray tasks. ``--emit jsonl`` streams from one process only."""
+    the Ray Data pipeline when an analyzer declares two stages (a GPU model), else shards as Ray
+    tasks (``ray_options["mode"]``: auto | data | tasks; the other keys are
+    :class:`~llama_audit.executors.ray_data.RayDataOptions`). ``--emit jsonl`` streams from one
+    process only."""
     if name not in EXECUTORS:
         raise ConfigError(f"--executor takes {' or '.join(EXECUTORS)} (got {name!r})")
     if emit is not None and (workers > 1 or name != "local"):
         raise ConfigError("--emit jsonl streams from one process: drop --workers / --executor ray")
     if name == "ray":
-        from llama_audit.executors.ray import RayExecutor
+        from llama_audit.executors.ray import RAY_MODES, RayExecutor
+        from llama_audit.executors.ray_data import RayDataExecutor, RayDataOptions, split_stages
 
-        return RayExecutor(ray_address, num_cpus=workers if workers > 1 else None)
+        given = dict(ray_options or {})
+        mode = given.pop("mode", None) or "auto"
+        if mode not in RAY_MODES:
+            raise ConfigError(f"--ray-mode takes {', '.join(RAY_MODES)} (got {mode!r})")
+        num_cpus = workers if workers > 1 else None
+        if mode == "tasks" or (mode == "auto" and not split_stages(analyzers).staged):
+            return RayExecutor(ray_address, num_cpus=num_cpus)
+        try:
+            options = RayDataOptions(**{k: v for k, v in given.items() if v is not None})
+        except TypeError as exc:
+            raise ConfigError(f"ray options: {exc}") from None
+        return RayDataExecutor(ray_address, num_cpus=num_cpus, options=options)
     if workers > 1 and shards > 1:
         from llama_audit.executors.pool import PoolExecutor
 

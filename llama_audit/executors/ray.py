@@ -6,6 +6,14 @@ long-lived: each keeps one :class:`~llama_audit.executors.worker.ShardWorker` pe
 set up once) and reuses it for every shard it gets. A task asks Ray for the GPUs the analyzers
 declared (``Resources.gpus``). Ray is an optional extra (``pip install 'llama-audit[ray]'``),
 imported only here.
+
+Two modes (``--ray-mode``): ``data`` is the Ray Data pipeline of ``ray_data.py`` (a CPU stage, an
+accelerator actor pool for the analyzers that declare two stages, the writes in order); ``tasks``
+is this module's task per shard. ``auto`` (the default) takes ``data`` when a staged analyzer
+(a GPU model) runs, where splitting CPU from GPU work pays, and ``tasks`` otherwise: with CPU
+analyzers only, a task per shard reads, analyzes and writes on the node that holds the shard,
+and nothing but its outcome travels, while the pipeline would carry every batch's columns to
+the writing process.
 """
 
 from __future__ import annotations
@@ -56,6 +64,37 @@ def _keep_stop_handlers() -> Iterator[None]:
                 signal.signal(signum, handler)
 
 
+RAY_MODES = ("auto", "data", "tasks")
+
+
+@contextlib.contextmanager
+def local_ray(address: str | None, num_cpus: int | None):
+    """Ray, connected: a running instance is used as it is; else one is started (at ``address``,
+    or locally with ``num_cpus``) and shut down on the way out, interrupted or not."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'llama-audit[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        if address:
+            kwargs["address"] = address
+        elif num_cpus:
+            kwargs["num_cpus"] = num_cpus
+        with _keep_stop_handlers():
+            try:
+                ray.init(**kwargs)
+            except BaseException:  # interrupted while Ray starts: stop what it started
+                ray.shutdown()
+                raise
+    try:
+        yield ray
+    finally:  # interrupted or done: the local Ray this run started goes away
+        if started_here:
+            ray.shutdown()
+
+
 class RayExecutor:
     name = "ray"
 
@@ -64,26 +103,13 @@ class RayExecutor:
         self.num_cpus = num_cpus
 
     def describe(self) -> dict:
-        return {"name": self.name, "address": self.address}
+        return {"name": self.name, "engine": "ray.tasks", "address": self.address, "stages": ["shard"]}
 
     def run(self, shards: Sequence[Shard], plan: ScanPlan, progress: Progress | None) -> Iterator[ShardOutcome]:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError("--executor ray needs Ray: pip install 'llama-audit[ray]'") from None
-        started_here = not ray.is_initialized()
-        if started_here:
-            kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-            if self.address:
-                kwargs["address"] = self.address
-            elif self.num_cpus:
-                kwargs["num_cpus"] = self.num_cpus
-            with _keep_stop_handlers():
-                try:
-                    ray.init(**kwargs)
-                except BaseException:  # interrupted while Ray starts: stop what it started
-                    ray.shutdown()
-                    raise
+        with local_ray(self.address, self.num_cpus) as ray:
+            yield from self._run(ray, shards, plan, progress)
+
+    def _run(self, ray, shards: Sequence[Shard], plan: ScanPlan, progress: Progress | None) -> Iterator[ShardOutcome]:
         pending = []
         try:
             task = ray.remote(num_cpus=1, num_gpus=plan.gpus_per_worker, max_retries=1)(scan_task)
@@ -97,9 +123,7 @@ class RayExecutor:
                 if progress is not None and outcome.status == "done":
                     progress(outcome.record["documents"], size.get(outcome.key, 0))
                 yield outcome
-        finally:  # interrupted or done: nothing of this run keeps running (the local Ray goes away)
+        finally:  # interrupted or done: nothing of this run keeps running
             for ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
-            if started_here:
-                ray.shutdown()

@@ -32,10 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from llama_audit.types import ConfigError, ensure_under
-from llama_audit.corpus import Shard, ShardUnreadable, format_for
+from llama_audit.corpus import Shard, ShardUnreadable, format_for, is_stdin
+from llama_audit.corpus.hf_stream import STREAM_FORMAT
+from llama_audit.corpus.remote import size_of
 from llama_audit.filter.expr import Predicate
 from llama_audit.filter.rewrite import redact_spans
 from llama_audit.hashing import fingerprint
+from llama_audit.remote_out import CleanSink, RemoteAnnotations, is_remote
 from llama_audit.store import OutDir, atomic_write_json, atomic_write_table, config_hash, remove_stale_temporaries
 
 #: CLEAN/<BOOKKEEPING_DIR>/: filter's own files, never a shard of the cleaned corpus.
@@ -156,11 +159,12 @@ def _language_labels(cfg: dict) -> set[str] | None:
 
 
 def run_filter(req: FilterRequest, warn: Callable[[str], None] = lambda m: None) -> FilterResult:
-    out = OutDir(req.out)
+    out = RemoteAnnotations(req.out) if is_remote(req.out) else OutDir(req.out)  # a URL: its staging mirror
     manifest = out.read_manifest()
     cfg = manifest["config"]
-    clean = Path(req.clean)
-    if clean.resolve() == out.root.resolve():
+    sink = CleanSink(req.clean, BOOKKEEPING_DIR) if is_remote(req.clean) else None  # CLEAN at a URL: staged, pushed
+    clean = sink.staging if sink is not None else Path(req.clean)
+    if clean.resolve() == out.root.resolve() or (sink is not None and sink.bucket.public == getattr(out, "url", None)):
         raise ConfigError("--out of filter must differ from the scan's OUT")
     shards = [e for e in manifest["shards"] if e["status"] == "done"]
     if not shards:
@@ -231,11 +235,16 @@ def run_filter(req: FilterRequest, warn: Callable[[str], None] = lambda m: None)
     bookkeeping = clean / BOOKKEEPING_DIR
     state = OutDir(bookkeeping / STATE_DIR)
     try:
+        if sink is not None:  # the bucket's state first: markers it lacks are not done
+            sink.probe()
+            sink.pull()
         _adopt_legacy_state(clean, state)
         previous = state.read_config()
         if previous is not None and previous.get("config_hash") != config_hash(settings) and not req.overwrite:
-            raise ConfigError(f"{clean} was filtered with other settings; use another --out or --overwrite")
+            raise ConfigError(f"{req.clean} was filtered with other settings; use another --out or --overwrite")
         state.prepare(settings, overwrite=req.overwrite)
+        if sink is not None:
+            sink.after_prepare(state.config_path, state.done)
     except OSError as exc:
         raise ConfigError(_cannot_write(clean, exc)) from None
 
@@ -255,6 +264,8 @@ def run_filter(req: FilterRequest, warn: Callable[[str], None] = lambda m: None)
                 rec = _filter_shard(e, out, dests[e["key"]], state, drops, keeps, redact_types, sorted(needed),
                                     cfg.get("text_field", "text"), id_field, field_spans)
                 atomic_write_json(state.done_path(e["key"]), rec)
+                if sink is not None:  # the cleaned shard and its log, then its marker last
+                    sink.push_shard([dests[e["key"]], state.partial_path(e["key"])], state.done_path(e["key"]))
             except ShardUnreadable as exc:
                 why = str(exc)
             except AnnotationsDamaged as exc:
@@ -273,10 +284,12 @@ def run_filter(req: FilterRequest, warn: Callable[[str], None] = lambda m: None)
             table = pa.concat_tables(logs) if logs else LOG_SCHEMA.empty_table()
             atomic_write_table(bookkeeping / LOG_NAME, table.sort_by([("shard", "ascending"), ("row", "ascending")]))
         atomic_write_json(bookkeeping / MANIFEST_NAME, {
-            "scan_out": str(out.root), "settings": settings, "kept": result.kept,
+            "scan_out": str(getattr(out, "url", out.root)), "settings": settings, "kept": result.kept,
             "dropped": dict(sorted(result.dropped.items())), "redacted_documents": result.redacted_documents,
             "redacted_spans": dict(sorted(result.redacted_spans.items())), "refused_shards": result.refused,
         })
+        if sink is not None:
+            sink.push([bookkeeping / LOG_NAME, bookkeeping / MANIFEST_NAME])
     except OSError as exc:
         result.errors.append(_cannot_write(bookkeeping, exc) + "; the shards written are kept, rerun to finish")
     except (pa.ArrowException, ValueError) as exc:  # a shard's log partial was damaged after its done marker
@@ -349,7 +362,7 @@ def _read_annotations(out: OutDir, entry: dict, columns: list[str]) -> pa.Table:
     return table
 
 
-def _reasons(ann: pa.Table, drops: list[Predicate], keeps: list[Predicate]) -> np.ndarray:
+def first_failing_rule(ann: pa.Table, drops: list[Predicate], keeps: list[Predicate]) -> np.ndarray:
     """Per annotated row, the first rule that drops it (``drop: EXPR`` / ``keep: EXPR``) or None."""
     reason = np.full(len(ann), None, dtype=object)
     for p in drops:
@@ -374,7 +387,7 @@ def _count_rules(out: OutDir, shards: list[dict], damaged: dict[str, str], drops
         except AnnotationsDamaged as exc:
             damaged[e["key"]] = str(exc)
             continue
-        reason = _reasons(ann, drops, keeps)
+        reason = first_failing_rule(ann, drops, keeps)
         dropped_mask = reason != None  # noqa: E711
         result.documents += len(ann)
         result.kept += int((~dropped_mask).sum())
@@ -430,8 +443,13 @@ def _add(result: FilterResult, rec: dict) -> None:
 def _changed(entry: dict) -> str | None:
     """Why the shard file no longer is what was scanned, or None."""
     path = entry["path"]
+    if entry.get("format") == STREAM_FORMAT:
+        return None  # a streamed dataset split: its format refuses the rewrite in one line
+    if is_stdin(Shard.from_record(entry)):
+        return (f"shard {entry['shard']!r} was read from standard input, which cannot be read again; "
+                "scan the file by its name to filter it")
     try:
-        size = os.stat(path).st_size
+        size = size_of(path)  # a local file, or an object in a bucket
     except OSError as exc:
         return f"{path}: cannot read ({exc.strerror or type(exc).__name__})"
     if size != entry["size"] or fingerprint(path, size) != entry["fingerprint"]:
@@ -465,7 +483,7 @@ def _filter_shard(entry: dict, out: OutDir, dest: Path, state: OutDir, drops: li
     n_rows = max(n_rows, max((b["row"] for b in entry.get("bad_samples", [])), default=-1) + 1)
     keep = np.zeros(n_rows, dtype=bool)  # rows without annotations were bad records: dropped
     keep[rows] = True
-    reason = _reasons(ann, drops, keeps)
+    reason = first_failing_rule(ann, drops, keeps)
     dropped_mask = reason != None  # noqa: E711
     keep[rows[dropped_mask]] = False
 

@@ -117,7 +117,7 @@ def section_owners(keys: Iterable[str]) -> dict[str, type[Analyzer]]:
     A key no loadable analyzer claims gets the :func:`stand_in` of that name."""
     owners: dict[str, type[Analyzer]] = {}
     wanted = set(keys)
-    for name in available_names():
+    for name in available_names(opt_in=True):
         if wanted <= owners.keys():
             break
         try:

@@ -369,16 +369,18 @@ def test_scope_gate_and_analyze_batch_take_the_scope():
 # -- the core names no built-in analyzer -----------------------------------------------------------
 
 BUILTIN_NAMES = {"language", "pronouns", "identities", "pii", "toxicity", "identity_toxicity"}
+#: built-ins that run only when named (`llama-audit eval`): never in scan's flags or help, named by no core file either
+OPT_IN_NAMES = {"toxigen", "bold_sentiment"}
 ALLOWED_PHRASES = re.compile(r"language\s+scope|document\s+language", re.I)  # the gate (--languages) and a document's language, not an analyzer
 CORE = ["llama_audit/job.py", "llama_audit/scan.py", "llama_audit/estimate.py", "llama_audit/executors",
         "llama_audit/report", "llama_audit/review_samples.py", "llama_audit/store.py", "llama_audit/manifest.py",
-        "llama_audit/groups.py"]  # not notebook.py: its API names the built-in tables on purpose
+        "llama_audit/groups.py", "llama_audit/export", "llama_audit/integrations"]  # not notebook.py: its API names the built-in tables on purpose
 
 
 def builtin_words() -> set[str]:
     """The built-in analyzers' names, their annotation columns and scope columns."""
-    words = set(BUILTIN_NAMES)
-    for name in BUILTIN_NAMES:
+    words = set(BUILTIN_NAMES | OPT_IN_NAMES)
+    for name in BUILTIN_NAMES | OPT_IN_NAMES:
         cls = registry.load_class(name)
         words.update(f.name for f in cls().fields())
         if cls.scope_column:
@@ -544,7 +546,9 @@ def test_analyzers_name_prints_its_options():
     assert res.exit_code == 2 and "unknown analyzer 'nope'" in res.stderr
     res = invoke("analyzers")
     assert res.exit_code == 0
-    assert [line.split()[0] for line in res.stdout.splitlines()] == list(registry.available_names())
+    listed = res.stdout.splitlines()
+    assert [line.split()[0] for line in listed] == list(registry.available_names(opt_in=True))
+    assert {line.split()[0] for line in listed if "not in the default scan" in line} == set(registry.OPT_IN)
 
 
 def test_scan_and_report_help_list_the_analyzers_options():

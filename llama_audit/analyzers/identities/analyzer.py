@@ -111,6 +111,16 @@ class IdentityAnalyzer(Analyzer):
         return [pa.field("identity_axes", pa.list_(pa.string())),
                 pa.field("identity_terms", pa.list_(pa.string()))]
 
+    @classmethod
+    def dolma_attributes(cls, columns: Mapping[str, pa.Array]) -> list[dict[str, list[list]]] | None:
+        """``<axis>`` (``religion``, ``gender_and_sex``, ...): ``[[0, chars, 1.0]]`` for each axis
+        mentioned (in the scan's ``--identity-mode``); nothing out of scope. Terms stay in the
+        annotations (hundreds of descriptors would make hundreds of attribute names)."""
+        if "identity_axes" not in columns:
+            return None
+        return [{axis: [[0, n, 1.0]] for axis in axes or ()}
+                for axes, n in zip(columns["identity_axes"].to_pylist(), columns["chars"].to_pylist())]
+
     def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
         """The annotation columns of ``--identity-mode``, plus both modes' columns under
         ``<column>:paper`` and ``<column>:sense``: those reach :meth:`fold` (which counts both

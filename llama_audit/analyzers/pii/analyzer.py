@@ -144,6 +144,24 @@ class PiiAnalyzer(PiiReport, Analyzer):  # its report section: pii/report.py
         """The ``--pii-fields`` paths: the reader projects their values into ``DocBatch.fields``."""
         return self.field_paths
 
+    @classmethod
+    def dolma_attributes(cls, columns: Mapping[str, pa.Array]) -> list[dict[str, list[list]]] | None:
+        """``<TYPE>`` (``EMAIL_ADDRESS``, ...): the spans of that type, ``[[start, end, 1.0], ...]``
+        in code-point offsets into the text (what dolma's ``span_replacement`` walks: Rust
+        ``char_indices``), never the values; ``doc_count``: ``[[0, chars, pii_count]]``. Spans in
+        other fields (``--pii-fields``) are not exported: dolma replaces spans in ``text`` only."""
+        if "pii_spans" not in columns:
+            return None
+        rows = []
+        for spans, count, n in zip(columns["pii_spans"].to_pylist(), columns["pii_count"].to_pylist(),
+                                   columns["chars"].to_pylist()):
+            attrs: dict[str, list[list]] = {}
+            for s in spans or ():
+                attrs.setdefault(s["type"], []).append([s["start"], s["end"], 1.0])
+            attrs["doc_count"] = [[0, n, float(count or 0)]]
+            rows.append(attrs)
+        return rows
+
     def fields(self) -> list[pa.Field]:
         columns = [pa.field("pii_spans", SPANS_TYPE), pa.field("pii_count", pa.int32())]
         if self.field_paths:

@@ -87,6 +87,9 @@ class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 
         self._closed = False
         self._self_test: dict | None = None
         self._sha: dict | None = None
+        self._line_tokenizer = None  # staged: the CPU stage's tokenizer (setup_prepare)
+        self._prepare_cache = None  # staged: the duplicate-line cache replayed on keys (prepare)...
+        self._finish_cache = None  # ...and with the scores (finish)
 
     # -- availability and configuration -------------------------------------------------------
 
@@ -216,6 +219,9 @@ class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 
         held the line, and batched float arithmetic differs in the last bits from batch to batch."""
         if self._engine is not None:
             self._engine.cache.clear()
+        for cache in (self._prepare_cache, self._finish_cache):
+            if cache is not None:
+                cache.clear()
 
     def close(self) -> None:
         self._closed = True
@@ -234,15 +240,29 @@ class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 
     def fields(self) -> list[pa.Field]:
         return list(FIELDS)
 
-    def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
+    @classmethod
+    def dolma_attributes(cls, columns: Mapping[str, pa.Array]) -> list[dict[str, list[list]]] | None:
+        """``mean``, ``max``, ``frac_ge_0_5``, ``lines``: ``[[0, chars, value]]`` (the float32 value
+        exactly, as a double, so a dolma threshold decides as ``filter`` does); nothing where the
+        document was not scored."""
+        if "toxicity_mean" not in columns:
+            return None
+        names = [f.name for f in FIELDS]
+        values = [columns[name].to_pylist() for name in names]
+        rows = []
+        for i, n in enumerate(columns["chars"].to_pylist()):
+            rows.append({name.removeprefix("toxicity_"): [[0, n, float(v[i])]]
+                         for name, v in zip(names, values) if v[i] is not None})
+        return rows
+
+    def _selected(self, batch: DocBatch, ctx: BatchContext) -> np.ndarray:
         n = len(batch)
         in_scope = np.ones(n, dtype=bool) if ctx.in_scope is None else np.asarray(ctx.in_scope, dtype=bool)
-        selected = in_scope & sample_mask(batch.doc_ids, self.options.seed, self.options.sample)
-        idx = np.flatnonzero(selected)
-        mean = np.full(n, np.nan)
-        mx = np.full(n, np.nan)
-        frac = np.full(n, np.nan)
-        count = np.zeros(n, dtype=np.int64)
+        return np.flatnonzero(in_scope & sample_mask(batch.doc_ids, self.options.seed, self.options.sample))
+
+    def annotate(self, batch: DocBatch, ctx: BatchContext) -> dict[str, pa.Array]:
+        idx = self._selected(batch, ctx)
+        scores = counts = None
         if len(idx):
             lines, counts = split_documents(batch.texts[i] for i in idx)
             if lines:
@@ -253,15 +273,98 @@ class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 
                     self.setup()
                     engine = self._engine
                 scores = engine.score(lines)
-                mean[idx], mx[idx], frac[idx] = segment_stats(scores, counts)
-                count[idx] = counts
-        null = np.isnan(mean)
-        return {
-            "toxicity_mean": pa.array(mean.astype(np.float32), mask=null, type=pa.float32()),
-            "toxicity_lines": pa.array(count.astype(np.int32), mask=null, type=pa.int32()),
-            "toxicity_max": pa.array(mx.astype(np.float32), mask=null, type=pa.float32()),
-            "toxicity_frac_ge_0_5": pa.array(frac.astype(np.float32), mask=null, type=pa.float32()),
-        }
+        return _columns(len(batch), idx, scores, counts)
+
+    # -- the same in two stages (Analyzer.staged): lines + tokens on a CPU, forward on the device -----
+    # prepare() replays the engine's duplicate-line cache on line keys (which lines score() would
+    # send to the model, in which order) and tokenizes those lines in the engine's chunks;
+    # infer() runs the engine's windows and batches on them (score_tokenized); finish() replays the
+    # cache with the scores. Same lines, same chunks, same windows, same batches: the same bits.
+
+    staged = True
+
+    def setup_prepare(self) -> None:
+        if self._line_tokenizer is not None:
+            return
+        _model.require_extras()
+        m, t = self._locate(self.options)
+        from transformers import AutoConfig
+
+        from llama_audit.analyzers.toxicity.tokens import LineTokenizer
+
+        tok = _model.load_tokenizer(t)
+        config = AutoConfig.from_pretrained(str(m.path), local_files_only=True, trust_remote_code=False)
+        self._line_tokenizer = LineTokenizer(tok, _model.max_length(_ConfigOnly(config), tok, MAX_LENGTH))
+
+    def _stage_caches(self):
+        if self._prepare_cache is None:
+            from llama_audit.analyzers.toxicity.tokens import LineCache
+
+            self._prepare_cache = LineCache(self.options.cache_lines)
+            self._finish_cache = LineCache(self.options.cache_lines)
+        return self._prepare_cache, self._finish_cache
+
+    def prepare(self, batch: DocBatch, ctx: BatchContext) -> dict[str, Any]:
+        from llama_audit.analyzers.toxicity.tokens import line_key
+
+        idx = self._selected(batch, ctx)
+        lines, counts = split_documents(batch.texts[i] for i in idx) if len(idx) else ([], None)
+        payload: dict[str, Any] = {"idx": idx, "counts": counts, "lines": len(lines), "keys": None, "slot": None,
+                                   "unique": len(lines), "chunks": [], "scores": None}
+        if not lines:
+            return payload
+        self.setup_prepare()
+        uniq = lines
+        if self.options.cache_lines > 0:  # engine.score's cache walk, on keys only
+            cache, _ = self._stage_caches()
+            keys = [line_key(line) for line in lines]
+            slot = np.full(len(lines), -1, dtype=np.int64)
+            first: dict[bytes, int] = {}
+            uniq = []
+            for i, k in enumerate(keys):
+                if cache.get(k) is not None:
+                    continue
+                j = first.get(k)
+                if j is None:
+                    j = first[k] = len(uniq)
+                    uniq.append(lines[i])
+                slot[i] = j
+            cache.put_many(list(first), np.zeros(len(first), dtype=np.float32))
+            payload.update(keys=np.array(keys, dtype="S16"), slot=slot, unique=len(uniq))
+        payload["chunks"] = self._line_tokenizer.chunks(uniq)
+        return payload
+
+    def infer(self, payload: dict[str, Any]) -> dict[str, Any]:
+        out = dict(payload, chunks=[])
+        if payload["unique"]:
+            if self._engine is None:
+                self.setup()
+            out["scores"] = self._engine.score_tokenized(payload["chunks"], payload["unique"])
+        return out
+
+    def finish(self, batch: DocBatch, ctx: BatchContext, payload: dict[str, Any]) -> dict[str, pa.Array]:
+        n_lines = payload["lines"]
+        unique = payload["scores"] if payload["scores"] is not None else np.empty(0, dtype=np.float32)
+        scores = None
+        if n_lines:
+            if payload["keys"] is None:
+                scores = unique
+            else:
+                _, cache = self._stage_caches()
+                keys = [bytes(k) for k in payload["keys"]]
+                slot = payload["slot"]
+                scores = np.empty(n_lines, dtype=np.float32)
+                first: dict[bytes, None] = {}
+                for i, k in enumerate(keys):
+                    v = cache.get(k)
+                    if v is not None:
+                        scores[i] = v
+                    else:
+                        first.setdefault(k)
+                todo = slot >= 0
+                scores[todo] = unique[slot[todo]]
+                cache.put_many(list(first), unique)
+        return _columns(len(batch), payload["idx"], scores, payload["counts"])
 
     def fold(self, columns: Mapping[str, pa.Array], ctx: BatchContext) -> Counts:
         def arr(name: str, dtype) -> np.ndarray:
@@ -272,3 +375,28 @@ class ToxicityAnalyzer(ToxicityReport, Analyzer):  # its report section (Figure 
 
         return fold_scores(arr("toxicity_mean", np.float64), arr("toxicity_lines", np.float64),
                            arr("toxicity_frac_ge_0_5", np.float64))
+
+
+@dataclasses.dataclass
+class _ConfigOnly:
+    """A model's config where :func:`model.max_length` reads it, without loading the weights."""
+
+    config: Any
+
+
+def _columns(n: int, idx: np.ndarray, scores: np.ndarray | None, counts: np.ndarray | None) -> dict[str, pa.Array]:
+    """The annotation columns of ``n`` documents from the line scores of the scored ones ``idx``."""
+    mean = np.full(n, np.nan)
+    mx = np.full(n, np.nan)
+    frac = np.full(n, np.nan)
+    count = np.zeros(n, dtype=np.int64)
+    if scores is not None:
+        mean[idx], mx[idx], frac[idx] = segment_stats(scores, counts)
+        count[idx] = counts
+    null = np.isnan(mean)
+    return {
+        "toxicity_mean": pa.array(mean.astype(np.float32), mask=null, type=pa.float32()),
+        "toxicity_lines": pa.array(count.astype(np.int32), mask=null, type=pa.int32()),
+        "toxicity_max": pa.array(mx.astype(np.float32), mask=null, type=pa.float32()),
+        "toxicity_frac_ge_0_5": pa.array(frac.astype(np.float32), mask=null, type=pa.float32()),
+    }

@@ -28,13 +28,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
-import itertools
 import os
 import queue
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -43,6 +40,7 @@ import torch
 
 from llama_audit.types import ConfigError
 from llama_audit.analyzers.toxicity.packed_bert import host_layout, packed_or_reason
+from llama_audit.analyzers.toxicity.tokens import LineCache, LineTokenizer, line_key, make_backend  # noqa: F401 - re-exported
 
 CPU_BUDGET_TOKENS = 2048  # BERT-base on CPU: per-token cost flat from ~256 to ~2k tokens, worse above
 GPU_BUDGET_CAP = 65536
@@ -109,44 +107,6 @@ def _is_oom(exc: BaseException) -> bool:
         return True
     msg = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
-
-
-# ---------------------------------------------------------------------------------------------
-# the duplicate-line cache
-
-
-class LineCache:
-    """Bounded LRU map: 16-byte line hash -> score."""
-
-    def __init__(self, capacity: int):
-        self.capacity = max(0, int(capacity))
-        self._d: OrderedDict[bytes, float] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def get(self, key: bytes) -> float | None:
-        v = self._d.get(key)
-        if v is not None:
-            self._d.move_to_end(key)
-        return v
-
-    def put_many(self, keys: Sequence[bytes], values: np.ndarray) -> None:
-        if self.capacity <= 0:
-            return
-        d = self._d
-        for k, v in zip(keys, values.tolist()):
-            d[k] = v
-            d.move_to_end(k)
-        while len(d) > self.capacity:
-            d.popitem(last=False)
-
-    def clear(self) -> None:
-        self._d.clear()
-
-
-def line_key(line: str) -> bytes:
-    return hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +236,7 @@ class ToxicityEngine:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None  # worker threads when there are several devices
         self._tokenizer = tokenizer
-        self._backend = self._make_backend(tokenizer, self.max_length)
+        self.line_tokenizer = LineTokenizer(tokenizer, self.max_length, self.tokenize_chunk)
 
         if not self.cuda:
             n = threads or (None if "OMP_NUM_THREADS" in os.environ else len(os.sched_getaffinity(0)))
@@ -310,22 +270,7 @@ class ToxicityEngine:
 
     # -- setup helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _make_backend(tokenizer, max_length: int):
-        """A private copy of the Rust tokenizer with truncation on and padding off (None: use the
-        Python wrapper)."""
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is None:
-            return None
-        try:
-            from tokenizers import Tokenizer
-
-            bt = Tokenizer.from_str(backend.to_str())
-            bt.no_padding()
-            bt.enable_truncation(max_length=max_length)
-            return bt
-        except Exception:  # pragma: no cover - exotic tokenizer: fall back to the wrapper
-            return None
+    _make_backend = staticmethod(make_backend)
 
     def _choose_forward(self, wanted: str) -> tuple[str, str]:
         """``("packed" | "transformers", note)``. ``auto`` takes the packed forward when the model
@@ -486,20 +431,11 @@ class ToxicityEngine:
     # -- tokenization --------------------------------------------------------------------------
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
-        try:
-            return self._encode_raw(lines)
-        except Exception:
-            # lone surrogates and other strings the Rust side refuses: replace and retry
-            clean = [s.encode("utf-8", "replace").decode("utf-8") for s in lines]
-            return self._encode_raw(clean)
+        return self.line_tokenizer.encode(lines)
 
-    def _encode_raw(self, lines: list[str]) -> list[list[int]]:
-        if self._backend is not None:
-            encode = getattr(self._backend, "encode_batch_fast", None) or self._backend.encode_batch  # fast: no offsets
-            return [e.ids for e in encode(lines, add_special_tokens=True)]
-        enc = self._tokenizer(lines, truncation=True, max_length=self.max_length, padding=False,
-                              return_attention_mask=False, return_token_type_ids=False)
-        return enc["input_ids"]
+    def tokenize(self, lines: Sequence[str]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The chunks :meth:`score` would tokenize ``lines`` into (see :class:`LineTokenizer`)."""
+        return self.line_tokenizer.chunks(lines)
 
     def _tokenize_into(self, lines: list[str], q: queue.Queue, stop: threading.Event) -> None:
         try:
@@ -507,12 +443,10 @@ class ToxicityEngine:
                 if stop.is_set():
                     return
                 t0 = time.perf_counter()
-                ids = self._encode(lines[start:start + self.tokenize_chunk])
-                lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-                flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
+                chunk = self.line_tokenizer.chunk_at(lines, start)
                 with self._lock:
                     self._stats.tokenize_s += time.perf_counter() - t0
-                q.put((start, flat, lens))
+                q.put(chunk)
             q.put(None)
         except BaseException as exc:  # handed to the scoring loop, which re-raises it
             q.put(exc)
@@ -526,30 +460,18 @@ class ToxicityEngine:
         producer = threading.Thread(target=self._tokenize_into, args=(lines, q, stop),
                                     name="toxicity-tokenizer", daemon=True)
         producer.start()
+
+        def next_chunk():
+            t0 = time.perf_counter()
+            item = q.get()
+            with self._lock:
+                self._stats.wait_s += time.perf_counter() - t0
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
         try:
-            pending: list[tuple[int, np.ndarray, np.ndarray]] = []
-            pending_lines = pending_tokens = 0
-            first = True
-            done = False
-            while not done:
-                t0 = time.perf_counter()
-                item = q.get()
-                with self._lock:
-                    self._stats.wait_s += time.perf_counter() - t0
-                if item is None:
-                    done = True
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    pending.append(item)
-                    pending_lines += len(item[2])
-                    pending_tokens += len(item[1])
-                # the first window is small so the device starts early; later ones are larger
-                # (better sorting) while the tokenizer thread works ahead
-                window_tokens = self.budget * (FIRST_WINDOW_BATCHES if first else WINDOW_BATCHES)
-                if pending and (done or pending_lines >= self.window_lines or pending_tokens >= window_tokens):
-                    self._run_window(self._make_window(pending), out)
-                    pending, pending_lines, pending_tokens, first = [], 0, 0, False
+            self._score_windows(next_chunk, out)
         finally:
             stop.set()
             while producer.is_alive():
@@ -558,6 +480,41 @@ class ToxicityEngine:
                 except queue.Empty:
                     pass
             producer.join()
+        return out
+
+    def _score_windows(self, next_chunk, out: np.ndarray) -> None:
+        """Gather tokenized chunks (``next_chunk()``; None at the end) into windows and score them."""
+        pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+        pending_lines = pending_tokens = 0
+        first = True
+        done = False
+        while not done:
+            item = next_chunk()
+            if item is None:
+                done = True
+            else:
+                pending.append(item)
+                pending_lines += len(item[2])
+                pending_tokens += len(item[1])
+            # the first window is small so the device starts early; later ones are larger
+            # (better sorting) while the tokenizer thread works ahead
+            window_tokens = self.budget * (FIRST_WINDOW_BATCHES if first else WINDOW_BATCHES)
+            if pending and (done or pending_lines >= self.window_lines or pending_tokens >= window_tokens):
+                self._run_window(self._make_window(pending), out)
+                pending, pending_lines, pending_tokens, first = [], 0, 0, False
+
+    def score_tokenized(self, chunks: Sequence[tuple[int, np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+        """Scores of ``n`` lines already tokenized by :meth:`tokenize` (no cache, no deduplication:
+        the caller did that). The same windows and batches as :meth:`score` on the same unique
+        lines, so the same numbers."""
+        t0 = time.perf_counter()
+        out = np.empty(n, dtype=np.float32)
+        if n:
+            items = iter(list(chunks) + [None])
+            self._score_windows(lambda: next(items), out)
+        with self._lock:
+            self._stats.lines += n
+            self._stats.wall_s += time.perf_counter() - t0
         return out
 
     @staticmethod

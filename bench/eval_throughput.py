@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Generations scored per second by ``llama-audit eval`` (docs/eval.md), per benchmark, on this machine.
+
+    python bench/eval_throughput.py                      # CPU, 400 generations, random RoBERTa-base
+    python bench/eval_throughput.py --n 4000 --device cuda --size large
+    python bench/eval_throughput.py --toxicity-model ~/toxigen_roberta
+
+Generations: the bundled BOLD prompts (the first ``--n``), each with a fixed continuation of about
+20 words as its generation (about as long as 50 generated tokens, ``prompts --generate-with``'s
+default; BOLD scores prompt + generation, ToxiGen the generation). Contenders, each over the same file, each a full ``eval`` into a fresh
+OUT (job planning, reading, annotation and partial writing included, and loading the classifier:
+each eval loads it afresh, and the BERT packed forward also runs its probe; a warm-up run on 8
+generations first fills the import and file caches):
+
+- ``bold``: VADER compound per generation (pure Python, one core);
+- ``toxigen``: the ToxiGen classifier through the toxicity engine. Without ``--toxicity-model`` it is
+  a randomly initialised RoBERTa classifier of the paper's architecture family (``--size base``:
+  12 layers, hidden 768; ``large``: 24 x 1024, the size of tomh/toxigen_roberta) with a WordPiece
+  vocabulary built from the generations, so no network is needed and the speed is the real model's
+  (scores are meaningless). RoBERTa is not a plain BERT, so the engine scores it with the
+  ``transformers`` forward (its packed BERT forward does not apply); ``--family bert`` measures the
+  packed forward on a BERT of the same size, for comparison.
+
+Prints generations per second for each. Not a timed test: numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONTINUATION = ("and was later known for the work that followed, which many people in the field still "
+                "discuss with some interest today")
+SIZES = {"tiny": (2, 64, 2), "base": (12, 768, 12), "large": (24, 1024, 16)}
+
+
+def write_generations(folder: Path, n: int) -> Path:
+    from llama_audit.eval.prompts import load_prompts
+
+    rows = load_prompts("bold")[:n]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "generations.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({**r, "generation": CONTINUATION}) + "\n")
+    return path
+
+
+def random_classifier(folder: Path, texts: list[str], size: str, family: str) -> Path:
+    import inspect
+
+    import torch
+    import transformers
+    from transformers import BertTokenizerFast
+
+    words = sorted({w for t in texts for w in t.lower().replace(",", " ").replace(".", " ").split()})
+    chars = sorted({c for t in texts for c in t.lower() if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + words
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    params = inspect.signature(BertTokenizerFast.__init__).parameters
+    tok = (BertTokenizerFast(vocab=str(folder / "vocab.txt")) if "vocab" in params and "vocab_file" not in params
+           else BertTokenizerFast(vocab_file=str(folder / "vocab.txt")))
+    tok.model_max_length = 512
+    layers, hidden, heads = SIZES[size]
+    common = dict(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                  intermediate_size=4 * hidden, num_labels=2)
+    torch.manual_seed(0)
+    if family == "roberta":
+        model = transformers.RobertaForSequenceClassification(
+            transformers.RobertaConfig(max_position_embeddings=514, pad_token_id=0, **common))
+    else:
+        model = transformers.BertForSequenceClassification(transformers.BertConfig(max_position_embeddings=512, **common))
+    model.eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def timed_eval(path: Path, out: Path, benchmark: str, model: str | None, device: str) -> float:
+    from llama_audit.eval.run import EvalRequest, run_eval
+
+    shutil.rmtree(out, ignore_errors=True)
+    req = EvalRequest(paths=[str(path)], out=str(out), benchmark=benchmark, toxicity_model=model,
+                      toxicity_options={"device": device, "self_test": False})
+    t0 = time.perf_counter()
+    result = run_eval(req)
+    seconds = time.perf_counter() - t0
+    assert not result.failed, result.failed
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--n", type=int, default=400, help="generations (default 400)")
+    ap.add_argument("--size", choices=sorted(SIZES), default="base")
+    ap.add_argument("--family", choices=("roberta", "bert"), default="roberta")
+    ap.add_argument("--toxicity-model", default=None, help="a real ToxiGen classifier (directory or cached hub id)")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        gens = write_generations(tmp / "gen", args.n)
+        warm = write_generations(tmp / "warm", 8)
+        texts = [r["prompt"] + r["generation"] for r in map(json.loads, gens.read_text(encoding="utf-8").splitlines())]
+        model = args.toxicity_model or str(random_classifier(tmp / "model", texts, args.size, args.family))
+        what = args.toxicity_model or f"random {args.family}-{args.size}"
+        print(f"{args.n} generations (BOLD prompts, a fixed continuation), device {args.device}")
+        for benchmark in ("bold", "toxigen"):
+            timed_eval(warm, tmp / "warm_out", benchmark, model, args.device)  # imports, model files cached
+            seconds = timed_eval(gens, tmp / "out", benchmark, model, args.device)
+            label = f"toxigen ({what})" if benchmark == "toxigen" else "bold (VADER)"
+            print(f"  {label:40s} {args.n / seconds:10.1f} generations/s  ({seconds:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""What the benchmark analyzers share: per-group count keys, the mean interval, the paper's
+Table 11 and the TruthfulQA status.
+
+Counts must be additive integers (a partial is a sum; shards merge in any order), so per-group
+numbers are folded under keys that name the group: a JSON list ``[kind, group...]``, which any
+group value (user data, with any character) survives. Group values are normalized as
+``scan --group-by`` does (:meth:`llama_audit.groups.GroupBy.value`: a missing field is
+``(none)``, long values are cut).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from llama_audit.groups import GroupBy
+from llama_audit.report.section import Z_95
+
+REFERENCE_FILE = Path(__file__).parent / "reference.json"
+#: why TruthfulQA is not scored without a judge (the paper's metric needs two fine-tuned judges)
+TRUTHFULQA_SKIPPED = ("needs judge models: the paper scores TruthfulQA with fine-tuned GPT-3 judges of truthfulness "
+                      "and informativeness (Lin et al. 2021); llama-audit does not implement a judge yet")
+
+
+def group_key(kind: str, *parts: str) -> str:
+    return json.dumps([kind, *parts], ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_key(key: str) -> list[str] | None:
+    """``[kind, group...]`` of a key written by :func:`group_key`, else None."""
+    if not key.startswith("["):
+        return None
+    try:
+        value = json.loads(key)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+
+
+def group_values(field: str, raw: Sequence[Any] | None, n: int) -> list[str]:
+    """The group of each of ``n`` documents from the values read at ``field`` (``""``: no field)."""
+    if not field:
+        return [""] * n
+    grouping = GroupBy.parse(field)
+    return [grouping.value(v) for v in (raw if raw is not None else [None] * n)]
+
+
+def tally(keys: Iterable[tuple[str, ...]], values: Iterable[int]) -> Counter:
+    out: Counter = Counter()
+    for k, v in zip(keys, values):
+        if v:
+            out[group_key(*k)] += int(v)
+    return out
+
+
+def mean_ci95(n: int, total: float, total_sq: float) -> tuple[float | None, list[float] | None]:
+    """The mean of ``n`` values from their sum and sum of squares, with a 95% normal interval
+    (mean ± z_0.975 · s/√n, s the sample standard deviation). A normal, not a Student t, interval:
+    t quantiles need a statistics library we do not depend on, and the two differ by under 2%
+    of the width from 60 values on (t_0.975,59 = 2.001 vs 1.960); BOLD's smallest group
+    (hinduism) has 12 prompts, where t would be 10% wider: read such rows with care."""
+    if n <= 0:
+        return None, None
+    mean = total / n
+    if n == 1:
+        return mean, None
+    var = max(0.0, (total_sq - n * mean * mean) / (n - 1))
+    half = Z_95 * math.sqrt(var / n)
+    return mean, [mean - half, mean + half]
+
+
+@lru_cache(maxsize=1)
+def paper_reference() -> dict:
+    """The paper's Table 11 and Table 14 (``reference.json``)."""
+    return json.loads(REFERENCE_FILE.read_text(encoding="utf-8"))
+
+
+#: the paper's models whose per-group numbers the human tables show (JSON and CSV: all four sizes)
+TABLE_MODELS = ("Llama 2 7B", "Llama 2 70B")
+
+
+def paper_by_group(table: str, group: str) -> dict[str, float]:
+    """The paper's number for one group, per Llama 2 model (``{}`` where the paper has none)."""
+    return {model: groups[group] for model, groups in paper_reference()[table].items() if group in groups}
+
+
+def table11_rows() -> list[dict]:
+    """Table 11 (pretrained models) as ``[{"model", "truthfulqa_pct", "toxigen_pct"}]``."""
+    ref = paper_reference()
+    return [{"model": name, **dict(zip(ref["columns"], values, strict=True))}
+            for name, values in ref["table11_pretrained"].items()]

@@ -1,0 +1,245 @@
+"""The Ray Data pipeline behind ``--executor ray`` (llama_audit/executors/ray_data.py): a CPU stage,
+an accelerator actor pool for staged analyzers (CPU actors here), writes in order per shard; the
+same bytes as the in-process executor, retries after a killed worker or actor, and a shard that
+keeps killing its worker is failed with its reason while the others finish.
+
+One local Ray with 2 CPUs for the module. Two plugin analyzers (registered through a real entry
+point, seen by the Ray workers through PYTHONPATH) kill their own process on marked documents.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from llama_audit.job import ScanRequest, run_scan
+from llama_audit.scan import ReadOptions
+from llama_audit.types import ConfigError
+
+ray = pytest.importorskip("ray")
+
+PLUGIN = '''
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llama_audit.analyzers.base import Analyzer, AnalyzerOptions, option
+
+
+def _note(folder, what):
+    with open(Path(folder) / what, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+
+
+def _die_once(folder, what):
+    """The first call for ``what`` kills this process (a marker file remembers it)."""
+    try:
+        os.close(os.open(Path(folder) / f"died-{what}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkerOptions(AnalyzerOptions):
+    folder: str = option("", "where marker files are kept")
+
+
+class CrashCpu(Analyzer):
+    """Kills its worker on 'CRASH-ONCE' (the first time) and on 'POISON' (every time)."""
+    name = "crash_cpu"
+    Options = MarkerOptions
+
+    def fields(self):
+        return [pa.field("crash_len", pa.int64())]
+
+    def annotate(self, batch, ctx):
+        for t in batch.texts:
+            if t == "POISON":
+                os._exit(1)
+            if t == "CRASH-ONCE":
+                _die_once(self.options.folder, "cpu")
+        return {"crash_len": pa.array([len(t or "") for t in batch.texts], pa.int64())}
+
+    def fold(self, columns, ctx):
+        return {"chars": int(pc.sum(columns["crash_len"]).as_py() or 0)}
+
+
+class StagedEcho(Analyzer):
+    """Two stages: prepare (lengths), infer (squares; kills its actor once on 'CRASH-ACTOR'), finish."""
+    name = "staged_echo"
+    staged = True
+    Options = MarkerOptions
+
+    def fields(self):
+        return [pa.field("echo_sq", pa.int64())]
+
+    def prepare(self, batch, ctx):
+        _note(self.options.folder, "prepare-pids")
+        return {"lens": np.array([len(t or "") for t in batch.texts], dtype=np.int64),
+                "crash": "CRASH-ACTOR" in batch.texts}
+
+    def infer(self, payload):
+        _note(self.options.folder, "infer-pids")
+        if payload["crash"]:
+            _die_once(self.options.folder, "actor")
+        return dict(payload, sq=payload["lens"] ** 2)
+
+    def finish(self, batch, ctx, payload):
+        _note(self.options.folder, "finish-pids")
+        return {"echo_sq": pa.array(payload["sq"], pa.int64())}
+
+    def annotate(self, batch, ctx):
+        return self.finish(batch, ctx, self.infer(self.prepare(batch, ctx)))
+
+    def fold(self, columns, ctx):
+        return {"sum": int(pc.sum(columns["echo_sq"]).as_py() or 0), "docs": len(columns["echo_sq"])}
+'''
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_with_plugins(tmp_path_factory):
+    """The plugins on sys.path (this process) and PYTHONPATH (Ray's workers), then one local Ray."""
+    where = tmp_path_factory.mktemp("plugins")
+    (where / "raytest_plugin.py").write_text(PLUGIN)
+    dist = where / "llama_audit_raytest-0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: llama-audit-raytest\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(textwrap.dedent("""\
+        [llama_audit.analyzers]
+        crash_cpu = raytest_plugin:CrashCpu
+        staged_echo = raytest_plugin:StagedEcho
+        """))
+    sys.path.insert(0, str(where))
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(where)] + ([saved] if saved else []))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    yield
+    ray.shutdown()
+    sys.path.remove(str(where))
+    sys.modules.pop("raytest_plugin", None)
+
+
+def same_outputs(a: Path, b: Path, summary: bool = True) -> None:
+    """Annotations, partials, review samples (and the summary): the same bytes."""
+    for sub in ("annotations", "partials", "samples"):
+        left = {p.name: p.read_bytes() for p in sorted((a / sub).glob("*"))} if (a / sub).exists() else {}
+        right = {p.name: p.read_bytes() for p in sorted((b / sub).glob("*"))} if (b / sub).exists() else {}
+        assert left.keys() == right.keys(), sub
+        for name in left:
+            assert left[name] == right[name], f"{sub}/{name}"
+    if summary:
+        assert (a / "summary/counts.parquet").read_bytes() == (b / "summary/counts.parquet").read_bytes()
+
+
+def run_record(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())["runs"][-1]
+
+
+def pids(folder: Path, what: str) -> set[int]:
+    f = folder / what
+    return {int(x) for x in f.read_text().split()} if f.exists() else set()
+
+
+def test_killed_workers_are_retried_and_a_poisoned_shard_fails_alone(tmp_path, make_jsonl):
+    """p0 kills its CPU worker once, p1 its actor once: retried, exact totals. p3 kills its CPU
+    worker every time: failed with its reason after the retries, the others finish."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for s, special in enumerate(["CRASH-ONCE", "CRASH-ACTOR", "plain", "POISON"]):
+        make_jsonl(f"p{s}.jsonl", [{"id": f"{s}-{i}", "text": special if i == 2 else f"doc {s} {i} " * (i + 1)}
+                                   for i in range(5)])
+    common = dict(paths=[str(tmp_path / "corpus")], analyzers=["crash_cpu", "staged_echo"], languages=("all",),
+                  options={"crash_cpu": {"folder": str(marks)}, "staged_echo": {"folder": str(marks)}},
+                  read=ReadOptions(batch_docs=2))
+    res = run_scan(ScanRequest(out=str(tmp_path / "ray"), executor="ray", workers=2, **common))
+    assert res.shards_run == 4 and res.documents == 15 and res.exit_code != 0
+    assert (marks / "died-cpu").exists() and (marks / "died-actor").exists()  # both were killed once
+    [(key, reason)] = res.failed.items()
+    assert key.startswith("p3.jsonl") and "p3.jsonl" in reason and "died" in reason and "\n" not in reason
+    manifest = json.loads((tmp_path / "ray/manifest.json").read_text())
+    assert {e["shard"]: e["status"] for e in manifest["shards"]} == {
+        "p0.jsonl": "done", "p1.jsonl": "done", "p2.jsonl": "done", "p3.jsonl": "error"}
+    # the pipeline's shape: prepare in CPU tasks, infer in actors, finish here; three kinds of process
+    prepare, infer, finish = pids(marks, "prepare-pids"), pids(marks, "infer-pids"), pids(marks, "finish-pids")
+    assert finish == {os.getpid()} and os.getpid() not in prepare | infer and not prepare & infer
+    assert len(infer) >= 2  # the killed actor was replaced
+    record = manifest["runs"][-1]["executor"]
+    assert record["engine"] == "ray.data" and record["stages"] == ["cpu", "infer", "write"]
+    assert record["gpu_actors"] == 1 and record["actor_gpus"] == 0  # no GPU here: one CPU actor
+    # the same corpus without the poisoned shard, in this process (the markers exist: nothing dies)
+    (tmp_path / "corpus/p3.jsonl").unlink()
+    local = run_scan(ScanRequest(out=str(tmp_path / "local"), **common))
+    assert local.exit_code == 0 and local.documents == 15
+    same_outputs(tmp_path / "ray", tmp_path / "local", summary=False)  # no summary while p3 failed
+
+
+# -- the toxicity analyzer's two stages through the pipeline, with the tiny model ------------------
+
+def _tiny_builder():
+    path = Path(__file__).parents[1] / "analyzers" / "test_toxicity_engine.py"
+    spec = importlib.util.spec_from_file_location("_tox_engine_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_tiny
+
+
+def test_toxicity_pipeline_equals_in_process(tmp_path, make_jsonl):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tiny = _tiny_builder()(tmp_path / "tiny")
+    lines = ["she loves the dog", "they hate the cat", "the house is very good", "you are bad", "a"]
+    for s in range(2):  # lines repeat across batches: the duplicate-line cache crosses batches
+        make_jsonl(f"p{s}.jsonl", [{"id": f"{s}-{i}", "text": "\n".join(lines[(i + k) % 5] for k in range(i % 4 + 1))}
+                                   for i in range(9)] + [{"id": f"{s}-e", "text": ""}])
+    # one torch thread, as in the CPU actor (Ray sets OMP_NUM_THREADS to its one CPU): on a CPU the
+    # last bits of a sum depend on the thread count
+    tox = {"model": str(tiny), "tokenizer": str(tiny), "device": "cpu", "self_test": False, "sample": 0.7,
+           "threads": 1}
+    common = dict(paths=[str(tmp_path / "corpus")], analyzers=["pronouns", "identities", "toxicity",
+                                                               "identity_toxicity"],
+                  languages=("all",), options={"toxicity": tox}, read=ReadOptions(batch_docs=3))
+    res = run_scan(ScanRequest(out=str(tmp_path / "ray"), executor="ray", workers=2, **common))
+    assert res.exit_code == 0 and res.shards_run == 2 and res.documents == 20
+    assert run_record(tmp_path / "ray")["executor"]["engine"] == "ray.data"
+    local = run_scan(ScanRequest(out=str(tmp_path / "local"), **common))
+    assert local.exit_code == 0
+    same_outputs(tmp_path / "ray", tmp_path / "local")
+
+
+# -- choosing the mode (no Ray started) -----------------------------------------------------------
+
+def test_mode_follows_the_declared_stages():
+    from llama_audit.analyzers.registry import build_analyzers
+    from llama_audit.executors import make_executor
+    from llama_audit.executors.ray import RayExecutor
+    from llama_audit.executors.ray_data import RayDataExecutor
+
+    cpu_only = build_analyzers(["pronouns"], {})
+    staged = build_analyzers(["staged_echo"], {})
+    make = lambda analyzers, **kw: make_executor("ray", workers=1, shards=2, analyzers=analyzers, **kw)  # noqa: E731
+    assert isinstance(make(cpu_only), RayExecutor)
+    assert isinstance(make(staged), RayDataExecutor)
+    assert isinstance(make(staged, ray_options={"mode": "tasks"}), RayExecutor)
+    assert isinstance(make(cpu_only, ray_options={"mode": "data"}), RayDataExecutor)
+    assert make(staged).describe()["engine"] == "ray.data"
+    with pytest.raises(ConfigError, match="--ray-mode"):
+        make(staged, ray_options={"mode": "fast"})
+    with pytest.raises(ConfigError, match="--ray-gpu-actors"):
+        make(staged, ray_options={"gpu_actors": 0})
