@@ -12,6 +12,7 @@ or 1 once shards were written (they are kept: rerun to resume).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from typing import Sequence
@@ -202,11 +203,39 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     raise click.exceptions.Exit(code)
 
 
+@contextlib.contextmanager
+def scan_errors_as_exit_codes(hooks: "ProgressHooks"):
+    """Around a scan job (``scan``, ``eval``): its errors as one line and the exit code the README
+    lists (2 before work, 1 when OUT could not be written, 130 interrupted)."""
+    from llama_audit.corpus import UnsupportedFormat
+    from llama_audit.scan import StrictError
+    from llama_audit.store import OutputWriteError
+    from llama_audit.types import ConfigError
+
+    try:
+        yield
+    except (ConfigError, UnsupportedFormat, FileNotFoundError) as exc:
+        hooks.stop()
+        fail(_one_line(exc))
+    except StrictError as exc:
+        hooks.stop()
+        fail(f"--strict: {exc}")
+    except OutputWriteError as exc:  # disk full or OUT unwritable after work began: resumable
+        hooks.stop()
+        fail(str(exc), EXIT_FAILED_SHARDS)
+    except KeyboardInterrupt:
+        hooks.stop()
+        err.print("interrupted: finished shards are kept; rerun the same command to resume")
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+
+
 class ProgressHooks:
     """Rich progress on stderr: documents, bytes, docs/s, MB/s and an ETA from input bytes."""
 
     #: how the warning about an analyzer of the default set that cannot run here begins (job.py)
     ANALYZER_SKIPPED = "skipping analyzer "
+    #: the option that names the text field, in the reasons shown (eval calls it --generation-field)
+    text_field_flag = "--text-field"
 
     def __init__(self, quiet: bool, *, out_is_new: bool = True):
         self.quiet = quiet
@@ -259,7 +288,8 @@ class ProgressHooks:
             if ctx is not None:
                 ctx.meta[SHARDS_WRITTEN_META] = ctx.meta.get(SHARDS_WRITTEN_META, 0) + 1
         if outcome.status == "failed":
-            say(("shard failed:", "red"), " ", str(outcome.reason))  # err is also the progress bar's console
+            reason = str(outcome.reason).replace("--text-field", self.text_field_flag)
+            say(("shard failed:", "red"), " ", reason)  # err is also the progress bar's console
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -331,12 +361,11 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_
          ray_gpu_actors=None, ray_cpu_tasks=None, ray_max_retries=None) -> None:
     """Scan a corpus: annotate every document and write additive partial summaries (resumable).
     CORPUS '-' reads one shard from standard input (cat part.jsonl | llama-audit scan - --out OUT)."""
-    from llama_audit.corpus import STDIN_ARG, UnsupportedFormat
+    from llama_audit.corpus import STDIN_ARG
     from llama_audit.corpus.fields import normal_field_list
     from llama_audit.emit import EmitClosed
     from llama_audit.job import ScanRequest, run_scan
-    from llama_audit.scan import ReadOptions, StrictError
-    from llama_audit.store import OutputWriteError
+    from llama_audit.scan import ReadOptions
     from llama_audit.types import ConfigError
 
     langs = tuple(code.lower() for code in (_split(languages) or ["en"]))
@@ -374,20 +403,8 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_
 
         req.emitter = JsonlEmitter(sys.stdout.buffer)
     try:
-        result = run_scan(req, hooks)
-    except (ConfigError, UnsupportedFormat, FileNotFoundError) as exc:
-        hooks.stop()
-        fail(_one_line(exc))
-    except StrictError as exc:
-        hooks.stop()
-        fail(f"--strict: {exc}")
-    except OutputWriteError as exc:  # disk full or OUT unwritable after work began: resumable
-        hooks.stop()
-        fail(str(exc), EXIT_FAILED_SHARDS)
-    except KeyboardInterrupt:
-        hooks.stop()
-        err.print("interrupted: finished shards are kept; rerun the same command to resume")
-        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+        with scan_errors_as_exit_codes(hooks):
+            result = run_scan(req, hooks)
     except EmitClosed:
         hooks.stop()
         _silence_stdout()
@@ -803,11 +820,7 @@ def eval_cmd(generations, out, benchmark, generation_field, prompt_field, group_
     like scan. GENERATIONS: JSONL/Parquet files or directories (any input scan reads)."""
     from pathlib import Path
 
-    from llama_audit.corpus import UnsupportedFormat
     from llama_audit.eval.run import EvalRequest, run_eval
-    from llama_audit.scan import StrictError
-    from llama_audit.store import OutputWriteError
-    from llama_audit.types import ConfigError
 
     more = {k: v for k, v in (("device", device), ("self_test", self_test)) if v is not None}
     req = EvalRequest(paths=generations, out=out, benchmark=benchmark, generation_field=generation_field,
@@ -816,25 +829,20 @@ def eval_cmd(generations, out, benchmark, generation_field, prompt_field, group_
                       toxicity_options=more, truthfulqa_judge=truthfulqa_judge, workers=workers,
                       overwrite=overwrite, strict=strict)
     hooks = ProgressHooks(quiet, out_is_new=overwrite or not (Path(out) / "config.json").is_file())
-    try:
+    hooks.text_field_flag = "--generation-field"
+    with scan_errors_as_exit_codes(hooks):
         result = run_eval(req, hooks)
-    except (ConfigError, UnsupportedFormat, FileNotFoundError) as exc:
-        hooks.stop()
-        fail(_one_line(exc))
-    except StrictError as exc:
-        hooks.stop()
-        fail(f"--strict: {exc}")
-    except OutputWriteError as exc:
-        hooks.stop()
-        fail(str(exc), EXIT_FAILED_SHARDS)
-    except KeyboardInterrupt:
-        hooks.stop()
-        err.print("interrupted: finished shards are kept; rerun the same command to resume")
-        raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if result.documents == 0 and result.bad_records > 0:
         say(("error:", "bold red"), f" no generation was read: all {result.bad_records:,} records are bad "
             f"(is --generation-field {generation_field!r} right? see bad_samples in {out}/manifest.json)")
         raise click.exceptions.Exit(EXIT_FAILED_SHARDS)
+    # a user mistake, not a failure to retry: no input holds the generation field, or no record at all
+    absent = [r for r in result.failed.values() if "no record has " in r]  # corpus.fields.absent_everywhere
+    if result.documents == 0 and result.failed and len(absent) == len(result.failed):
+        fail(f"--generation-field {generation_field!r}: no record of the {len(absent)} input shard(s) has it "
+             "(fields seen are listed above); pass the field that holds the model's generations")
+    if result.documents == 0 and not result.failed and not result.bad_records and not result.nothing_to_do:
+        fail(f"no generation in {', '.join(generations)} (empty input?): nothing was scored")
     if not quiet and not result.nothing_to_do:
         err.print(f"{result.documents:,} generations scored, {result.bad_records:,} bad records, "
                   f"{result.shards_run} shard(s), {result.shards_skipped} resumed, {len(result.failed)} failed "
@@ -1010,12 +1018,33 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
+class OneLineLogs(logging.Handler):
+    """Libraries' log records as one ``warning:`` line each. Storage backends (gcsfs, s3fs,
+    aiobotocore) log their retries with a full traceback, which Python's last-resort handler
+    prints whole: 40 lines before our own one-line error. The first line of the message is kept."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            lines = record.getMessage().strip().splitlines()
+        except Exception:  # noqa: BLE001 - a record whose arguments do not format
+            lines = [str(record.msg)]
+        warn(f"{record.name}: {lines[0][:300] if lines else '(no message)'}")
+
+
+def quiet_library_logs() -> None:
+    """Route records that no handler takes (WARNING and above) through :class:`OneLineLogs`."""
+    if not logging.root.handlers:
+        handler = OneLineLogs(logging.WARNING)
+        logging.root.addHandler(handler)
+
+
 def main() -> None:
     import signal
 
     from llama_audit.signals import exit_code_for, received_signal, stop_on_signals
 
     stop_on_signals()  # SIGTERM (Slurm's time limit, kill, timeout) stops a run as Ctrl-C does
+    quiet_library_logs()
     try:
         code = command().main(prog_name="llama-audit", standalone_mode=False)
     except click.ClickException as exc:

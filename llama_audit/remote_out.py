@@ -52,6 +52,9 @@ from llama_audit.types import ConfigError
 
 STAGING_ENV = "LLAMA_AUDIT_STAGING"  # overrides where staging directories live (--staging names one)
 UPLOAD_THREADS = 4  # concurrent shard uploads: enough to hide PUT latency behind scanning
+#: whole annotation files filter keeps staged; past it, those fetched longest ago become footer
+#: stubs again (a corpus of 40 TB has terabytes of annotations: staging must not keep them all)
+FILTER_STAGED_BYTES = 8 << 30
 SYNC_STATE = ".remote-sync.json"  # in staging: what each staged file was when last pulled or pushed
 FOOTER_PROBE = 64 << 10  # bytes read from an annotation object's end: its whole footer, mostly
 PARQUET_MAGIC = b"PAR1"
@@ -468,11 +471,11 @@ class RemoteLock:
                     self.uploads.failures(wait=True)
                 self.bucket.load_state()
                 with _as_oserror(self.root):
-                    self.bucket.pull(reconcile=purpose in ("scan", "merge") and not self._local_others())
+                    listing = self.bucket.pull(reconcile=purpose in ("scan", "merge") and not self._local_others())
                 before = _sha256(self.bucket.staging / "config.json")
                 yield
                 with _as_oserror(self.root):
-                    self._push(before)
+                    self._push(before, listing)
         finally:
             with self._mutex:
                 mine = self._held.pop(rel, None)
@@ -485,12 +488,21 @@ class RemoteLock:
         must not be reconciled away)."""
         return self.local is not None and bool(self.local.leases())
 
-    def _push(self, config_before: str | None) -> None:
+    def _push(self, config_before: str | None, listing: dict[str, dict]) -> None:
         bucket = self.bucket
         config_now = _sha256(bucket.staging / "config.json")
         if config_before is not None and config_now != config_before:  # --overwrite cleared staging
             bucket.clear_remote(keep=lambda rel: rel.startswith(LOCK_DIR + "/"))
-        bucket.push_bookkeeping()
+            listing = {}
+        # a marker staged by another process of this host that the bucket lacks (not uploaded yet,
+        # or its process died first): the manifest and summary derived here count that shard, so
+        # they are not pushed; the bucket keeps its older ones (the uploader, or the next run, pushes)
+        unpushed = [rel for rel in bucket._staged((), ("done",))
+                    if rel not in listing and (bucket.state.get(rel) or {}).get("remote") != PUSHED]
+        if unpushed:
+            bucket.push_bookkeeping(top=tuple(r for r in TOP_FILES if r not in LAST_ORDER), summary=False)
+        else:
+            bucket.push_bookkeeping()
         bucket.save_state()
 
     # -- scan leases ----------------------------------------------------------------------------
@@ -725,6 +737,9 @@ def merge(url: str, *, allow_failed: bool = False, staging: str | None = None) -
             result = manifest_mod.merge(str(bucket.staging), allow_failed=allow_failed)
     except UploadFailed as exc:
         raise ConfigError(f"{exc.filename}: {exc.strerror}; merge wrote nothing final, rerun it") from None
+    except ConfigError as exc:  # the local merge names its directory: name the URL instead
+        staged = (str(bucket.staging.resolve()), str(bucket.staging))
+        raise ConfigError(str(exc).replace(staged[0], bucket.public).replace(staged[1], bucket.public)) from None
     finally:
         lock.release()
     return result
@@ -738,7 +753,7 @@ class RemoteAnnotations(OutDir):
         super().__init__(stage_for_read(url, staging, "filter"))
         self.bucket = Bucket(url, staging, "filter")
         self.url = self.bucket.public
-        self._fetched: set[str] = set()
+        self._fetched: dict[str, int] = {}  # key -> bytes of its whole annotations staged, oldest first
 
     def annotation_path(self, key: str) -> Path:
         path = super().annotation_path(key)
@@ -747,14 +762,25 @@ class RemoteAnnotations(OutDir):
             try:
                 info = self.bucket.fs.info(self.bucket.path(rel))
                 if not (path.is_file() and path.stat().st_size == info.get("size")):
+                    self._make_room(int(info.get("size") or 0))
                     self.bucket.download(rel, info)
             except FileNotFoundError:
                 path.unlink(missing_ok=True)
             except Exception as exc:  # noqa: BLE001 - the shard is refused as damaged, one line
                 path.unlink(missing_ok=True)
                 raise OSError(errno.EIO, f"{self.bucket.public_path(rel)}: {_one_line(exc)}") from None
-            self._fetched.add(key)
+            self._fetched[key] = path.stat().st_size if path.is_file() else 0
         return path
+
+    def _make_room(self, size: int) -> None:
+        """Turn the annotations fetched longest ago back into footer stubs until ``size`` more
+        bytes fit in :data:`FILTER_STAGED_BYTES` (filter reads one shard's file at a time, and a
+        stub refetches it when asked again)."""
+        while self._fetched and sum(self._fetched.values()) + size > FILTER_STAGED_BYTES:
+            old = next(iter(self._fetched))
+            del self._fetched[old]
+            with contextlib.suppress(OSError, ValueError):
+                self.bucket.make_stub(super().annotation_path(old).relative_to(self.root).as_posix())
 
 
 class CleanSink:

@@ -326,3 +326,31 @@ def test_an_unexpected_exception_is_a_short_internal_error_unless_debugging(tmp_
     res = runner.invoke(command(), ["scan", str(EXAMPLES), "--out", str(tmp_path / "o"), "--quiet"],
                         env={"LLAMA_AUDIT_DEBUG": "1"})
     assert isinstance(res.exception, ZeroDivisionError)  # the traceback, as it was
+
+
+def test_a_library_logging_a_traceback_prints_one_line():
+    """gcsfs/s3fs log their retries with a traceback; Python's last-resort handler printed it
+    whole (40 lines before our one-line error). Through ``main`` it is one warning line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import llama_audit
+
+    code = ("import logging\n"
+            "import llama_audit.cli as cli\n"
+            "def retry(*a, **k):\n"
+            "    try:\n        raise ConnectionError('Cannot connect to host 127.0.0.1:9')\n"
+            "    except ConnectionError:\n"
+            "        logging.getLogger('gcsfs').error('_request out of retries on exception: %s', 'boom',"
+            " exc_info=True)\n"
+            "    cli.fail('gs://b/x: cannot list')\n"
+            "cli.app.add_command(cli.click.Command('probe', callback=retry))\n"
+            "cli.main()\n")
+    root = str(Path(llama_audit.__file__).resolve().parent.parent)
+    res = subprocess.run([sys.executable, "-c", code, "probe"], capture_output=True, text=True, timeout=60,
+                         env={**__import__("os").environ, "PYTHONPATH": root})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.splitlines() == ["warning: gcsfs: _request out of retries on exception: boom",
+                                       "error: gs://b/x: cannot list"], res.stderr

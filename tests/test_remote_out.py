@@ -327,3 +327,75 @@ def test_the_bucket_is_the_truth_for_staged_markers_and_annotations(tmp_path, s3
     assert any(f"are damaged (annotations file missing)" in m and url in m for m in hooks.said), hooks.said
     assert not any(str(staging) in m for m in hooks.said)
     assert _bucket_files(url) == _local_files(tmp_path / "local")
+
+
+def test_merge_of_a_url_without_a_scan_names_the_url_not_the_staging_directory(s3_bucket, staging):
+    from llama_audit.remote_out import merge
+
+    url = f"s3://{s3_bucket}/never-scanned"
+    with pytest.raises(ConfigError) as caught:
+        merge(url)
+    message = str(caught.value)
+    assert url in message and str(staging) not in message and "\n" not in message
+
+
+def test_a_staged_marker_the_bucket_lacks_never_makes_the_bucket_say_complete(tmp_path, s3_bucket, staging):
+    """Another process of this host (same staging directory) finished a shard and died before
+    uploading it: its marker is staged, the bucket lacks it. A slice that ends meanwhile must not
+    push a manifest and summary calling the OUT complete while a shard's objects are missing."""
+    import shutil
+
+    import fsspec
+
+    from llama_audit.job import Hooks
+    from llama_audit.remote_out import staging_dir
+
+    corpus = _corpus(tmp_path, shards=2, rows=10)
+    run_scan(_request(corpus, tmp_path / "local"))
+    other = sorted(p.stem for p in (tmp_path / "local/done").iterdir())[1]  # the shard of slice 1
+    url = f"s3://{s3_bucket}/out"
+
+    class DeadNeighbour(Hooks):  # slice 1 ran on this host and was killed before its upload
+        def shard_finished(self, outcome):
+            for sub, suffix in (("annotations", ".parquet"), ("partials", ".parquet"), ("done", ".json")):
+                shutil.copy(tmp_path / "local" / sub / f"{other}{suffix}", staging_dir(url) / sub)
+
+    run_scan(_request(corpus, url, num_shards=2, shard_index=0), DeadNeighbour())
+    fs, root = fsspec.core.url_to_fs(url)
+    fs.invalidate_cache()
+    assert not fs.exists(f"{root}/done/{other}.json")
+    if fs.exists(f"{root}/manifest.json"):
+        assert not json.loads(fs.cat_file(f"{root}/manifest.json"))["summary"]["complete"]
+    assert not fs.exists(f"{root}/summary/counts.parquet")
+    # a later run of the missing slice (nothing else running here) redoes it: complete in the bucket
+    done = run_scan(_request(corpus, url, num_shards=2, shard_index=1))
+    assert done.shards_run == 1 and done.summary_written
+    assert _bucket_files(url) == _local_files(tmp_path / "local")
+
+
+def test_filter_of_a_remote_out_keeps_its_staged_annotations_within_the_budget(tmp_path, s3_bucket, staging,
+                                                                               monkeypatch):
+    """A 40 TB corpus has terabytes of annotations: filter's staging must not keep them all. Over
+    the budget, the annotations fetched longest ago become footer stubs again (fetched again
+    when needed); the cleaned corpus is the local one's."""
+    import pyarrow.parquet as pq
+
+    from llama_audit import remote_out
+    from llama_audit.filter import FilterRequest, run_filter
+
+    corpus = _corpus(tmp_path, shards=4, rows=20)
+    run_scan(_request(corpus, tmp_path / "local"))
+    url = f"s3://{s3_bucket}/out"
+    run_scan(_request(corpus, url))
+    monkeypatch.setattr(remote_out, "FILTER_STAGED_BYTES", 1, raising=False)  # every fetch evicts the one before
+    rule = ["len(pronoun_groups) > 0"]
+    local = run_filter(FilterRequest(out=str(tmp_path / "local"), clean=str(tmp_path / "clean"), drop=rule))
+    remote = run_filter(FilterRequest(out=url, clean=str(tmp_path / "clean-remote"), drop=rule))
+    assert (remote.kept, remote.dropped, remote.shards_done) == (local.kept, local.dropped, 4)
+    for p in sorted((tmp_path / "clean").glob("*.jsonl")):
+        assert (tmp_path / "clean-remote" / p.name).read_bytes() == p.read_bytes()
+    staged = [p for p in staging.rglob("annotations/*.parquet")]
+    whole = [p for p in staged if p.parent.parent.name.endswith("-filter")
+             and p.stat().st_size == (tmp_path / "local/annotations" / p.name).stat().st_size]
+    assert len(whole) <= 1, whole  # the last one fetched, at most
+    assert all(pq.read_metadata(p).num_rows == 20 for p in staged)  # stubs still tell the row counts

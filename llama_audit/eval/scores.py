@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from llama_audit.groups import GroupBy
+from llama_audit.groups import MISSING, GroupBy
 from llama_audit.report.section import Z_95
 
 REFERENCE_FILE = Path(__file__).parent / "reference.json"
@@ -47,6 +47,51 @@ def group_values(field: str, raw: Sequence[Any] | None, n: int) -> list[str]:
         return [""] * n
     grouping = GroupBy.parse(field)
     return [grouping.value(v) for v in (raw if raw is not None else [None] * n)]
+
+
+#: the record field naming the benchmark a prompt belongs to (``meta.benchmark`` of the bundled
+#: prompts): with ``eval --benchmark all`` over both prompt sets, each benchmark scores its own
+#: generations only, as the paper does (a BOLD generation is not a ToxiGen one)
+BENCHMARK_FIELD = "meta.benchmark"
+#: the count of generations of another benchmark (not scored), a key without a group
+OTHER_BENCHMARK = group_key("other_benchmark")
+
+
+def of_another_benchmark(values: Sequence[Any] | None, benchmark: str, n: int) -> list[bool]:
+    """Which of ``n`` documents name another benchmark at the benchmark field (a record without
+    the field, or with a non-text value, belongs to any benchmark)."""
+    return [isinstance(v, str) and v != benchmark for v in (values if values is not None else [None] * n)]
+
+
+def other_benchmark_warning(analyzer: str, counts: Counter) -> list[str]:
+    """A warning when every generation belongs to another benchmark (``eval --benchmark toxigen``
+    over BOLD generations); a mix (``--benchmark all`` over both sets) is what is expected."""
+    k = counts.get(OTHER_BENCHMARK, 0)
+    if not k or any(v for key, v in counts.items() if key != OTHER_BENCHMARK):
+        return []
+    return [f"{analyzer}: all {k:,} generation(s) belong to another benchmark ({BENCHMARK_FIELD}); none was scored "
+            "(is --benchmark right?)"]
+
+
+def column_values(col: Any) -> list:
+    """The values of an annotation column (an Arrow array, chunked or not, or a plain sequence)."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return col.to_pylist() if isinstance(col, pa.Array) else list(col)
+
+
+def no_group_warning(analyzer: str, counts: Counter, kind: str) -> list[str]:
+    """A warning when counts of ``kind`` exist and every one is in the missing-field group: the
+    group field is in no generation (a typo, or files without labels), so the per-group tables
+    would hold one row ``(none)``."""
+    parsed = [parse_key(key) for key, value in counts.items() if value]
+    groups = {tuple(p[1:]) for p in parsed if p and p[0] == kind}
+    if groups and all(g[-1] == MISSING for g in groups):
+        return [f"{analyzer}: no generation has a group (is --group-field right?); every one is in the group "
+                f"{MISSING!r}"]
+    return []
 
 
 def tally(keys: Iterable[tuple[str, ...]], values: Iterable[int]) -> Counter:

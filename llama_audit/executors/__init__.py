@@ -35,7 +35,15 @@ def make_executor(name: str, *, workers: int, shards: int, analyzers: Sequence[A
             raise ConfigError(f"--ray-mode takes {', '.join(RAY_MODES)} (got {mode!r})")
         num_cpus = workers if workers > 1 else None
         if mode == "tasks" or (mode == "auto" and not split_stages(analyzers).staged):
-            return RayExecutor(ray_address, num_cpus=num_cpus)
+            sized = [k for k in ("gpu_actors", "cpu_tasks") if given.get(k) is not None]
+            if mode == "tasks" and sized:
+                raise ConfigError(f"--ray-{sized[0].replace('_', '-')} sizes the Ray Data pipeline: drop it, or "
+                                  "use --ray-mode data (--ray-mode tasks runs one Ray task per shard)")
+            retries = given.get("max_retries")
+            if retries is not None and retries < 0:
+                raise ConfigError(f"--ray-max-retries must be >= 0 (got {retries})")
+            return RayExecutor(ray_address, num_cpus=num_cpus,
+                               **({"max_retries": retries} if retries is not None else {}))
         try:
             options = RayDataOptions(**{k: v for k, v in given.items() if v is not None})
         except TypeError as exc:

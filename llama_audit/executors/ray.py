@@ -65,6 +65,7 @@ def _keep_stop_handlers() -> Iterator[None]:
 
 
 RAY_MODES = ("auto", "data", "tasks")
+DEFAULT_RETRIES = 2  # attempts of a shard's task (or stage) beyond the first after its worker died (--ray-max-retries)
 
 
 @contextlib.contextmanager
@@ -98,12 +99,14 @@ def local_ray(address: str | None, num_cpus: int | None):
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_retries: int = DEFAULT_RETRIES):
         self.address = address
         self.num_cpus = num_cpus
+        self.max_retries = max_retries
 
     def describe(self) -> dict:
-        return {"name": self.name, "engine": "ray.tasks", "address": self.address, "stages": ["shard"]}
+        return {"name": self.name, "engine": "ray.tasks", "address": self.address, "stages": ["shard"],
+                "max_retries": self.max_retries}
 
     def run(self, shards: Sequence[Shard], plan: ScanPlan, progress: Progress | None) -> Iterator[ShardOutcome]:
         with local_ray(self.address, self.num_cpus) as ray:
@@ -112,12 +115,16 @@ class RayExecutor:
     def _run(self, ray, shards: Sequence[Shard], plan: ScanPlan, progress: Progress | None) -> Iterator[ShardOutcome]:
         pending = []
         try:
-            task = ray.remote(num_cpus=1, num_gpus=plan.gpus_per_worker, max_retries=1)(scan_task)
+            task = ray.remote(num_cpus=1, num_gpus=plan.gpus_per_worker, max_retries=self.max_retries)(scan_task)
             size = {s.key: s.size for s in shards}
             pending = [task.remote(s, plan) for s in shards]
+            shard_of = dict(zip(pending, shards))
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
-                outcome = ray.get(done[0])
+                try:
+                    outcome = ray.get(done[0])
+                except ray.exceptions.RayError as exc:  # its worker died on every attempt: this shard fails
+                    outcome = ShardOutcome(shard_of[done[0]].key, "failed", reason=self._lost(ray, shard_of[done[0]], exc))
                 if isinstance(outcome, tuple):
                     raise StrictError(outcome[1])
                 if progress is not None and outcome.status == "done":
@@ -127,3 +134,11 @@ class RayExecutor:
             for ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
+
+    def _lost(self, ray, shard: Shard, exc: BaseException) -> str:
+        """One line for a shard whose task Ray gave up on (a worker that died on each of its
+        attempts, or an error Ray raised around the task)."""
+        if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
+            return f"{shard.rel}: lost in Ray: its worker died on it {self.max_retries + 1} time(s)"
+        text = str(exc).strip().splitlines()
+        return f"{shard.rel}: lost in Ray ({type(exc).__name__}: {text[0][:200] if text else ''})"

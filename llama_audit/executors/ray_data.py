@@ -47,6 +47,7 @@ from llama_audit.analyzers.registry import build_analyzers
 from llama_audit.corpus import Shard, ShardUnreadable, read_shard
 from llama_audit.corpus.hf_stream import is_stream_shard
 from llama_audit.executors.base import Progress, ScanPlan, ShardOutcome
+from llama_audit.executors.ray import DEFAULT_RETRIES
 from llama_audit.hashing import fingerprint
 from llama_audit.review_samples import LIMIT_KEY, SampleKeeper
 from llama_audit.scan import (MAX_BAD_SAMPLES, ShardFailed, StrictError, analyze_in_order, annotation_schema,
@@ -55,7 +56,6 @@ from llama_audit.store import AtomicParquetWriter, OutDir
 from llama_audit.types import AnalyzerUnavailable, ConfigError
 
 STAGES = ("cpu", "infer", "write")  # the manifest's run record: executor.stages
-DEFAULT_RETRIES = 2  # attempts of a shard's stage beyond the first after a worker or actor died
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,10 +315,11 @@ class RayDataExecutor:
         self.options = options or RayDataOptions()
         self.options.validate()
         self.sizing: dict[str, Any] = {}
+        self.stages: tuple[str, ...] = STAGES  # the stages this run ran: no infer stage without a staged analyzer
         self._plan: ScanPlan | None = None
 
     def describe(self) -> dict:
-        return {"name": self.name, "engine": "ray.data", "address": self.address, "stages": list(STAGES),
+        return {"name": self.name, "engine": "ray.data", "address": self.address, "stages": list(self.stages),
                 **self.sizing}
 
     def _size(self, ray, split: Split) -> dict[str, Any]:
@@ -345,6 +346,7 @@ class RayDataExecutor:
         classes = [load_class(n) for n in plan.analyzers]
         split = split_stages(classes)
         self.sizing = self._size(ray, split)
+        self.stages = tuple(s for s in STAGES if s != "infer" or split.staged)
         self._plan = plan
         size = self.sizing
         retries = self.options.max_retries

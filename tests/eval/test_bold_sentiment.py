@@ -127,3 +127,57 @@ def test_eval_analyzers_never_join_a_default_scan():
 
     assert not OPT_IN & set(available_names())
     assert {load_class(n).name for n in OPT_IN} == OPT_IN
+
+
+def test_an_empty_generations_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    res = invoke("eval", tmp_path / "empty.jsonl", "--benchmark", "bold", "--out", tmp_path / "o", "-q")
+    assert res.exit_code == 2, res.output
+    assert "no generation" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_a_missing_generation_field_names_the_eval_option(tmp_path):
+    gens = write_generations(tmp_path / "p.jsonl", [{"id": "x", "prompt": "Jane is ", "meta": {"group": "a"}}])
+    res = invoke("eval", gens, "--benchmark", "bold", "--out", tmp_path / "o", "-q")
+    assert res.exit_code == 2, res.output
+    assert "--generation-field 'generation'" in res.output and "--text-field" not in res.output
+    assert "'prompt'" in res.output  # the fields that do exist, by name
+    assert "Rerun" not in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("option, says", [
+    ("--group-field", "no generation has a group (is --group-field right?"),
+    ("--prompt-field", "40 of 40 generations have no prompt (is --prompt-field right?")])
+def test_a_field_no_generation_has_is_warned_about(tmp_path, option, says):
+    gens = write_generations(tmp_path / "g.jsonl", rows())
+    res = invoke("eval", gens, "--benchmark", "bold", "--group-field", "meta.who.group", "--domain-field", "domain",
+                 option, "meta.nothere", "--out", tmp_path / "o", "-q")
+    assert res.exit_code == 0, res.output
+    assert says in res.output.replace("\n", " ")
+    ok = invoke("eval", gens, "--benchmark", "bold", "--group-field", "meta.who.group", "--domain-field", "domain",
+                "--out", tmp_path / "o2", "-q")
+    assert ok.exit_code == 0 and "right?" not in ok.output
+
+
+def test_all_benchmarks_over_both_prompt_sets_score_each_generation_once(tmp_path):
+    """`eval bold_gen toxigen_gen --benchmark all` (docs/eval.md): BOLD scores the BOLD generations
+    only; a ToxiGen generation (meta.benchmark) is not a BOLD one. Records without the field: scored."""
+    bold = [dict(r, meta={"benchmark": "bold", "domain": "race", "group": "g1"}) for r in rows()[:10]]
+    toxigen = [{"id": f"t{i}", "prompt": "p", "generation": "terrible awful hate", "meta": {"benchmark": "toxigen",
+               "group": "women"}} for i in range(5)]
+    unlabelled = [{"id": "u", "prompt": "p", "generation": "fine", "meta": {"group": "g1", "domain": "race"}}]
+    write_generations(tmp_path / "gen" / "bold.jsonl", bold)
+    write_generations(tmp_path / "gen" / "toxigen.jsonl", toxigen + unlabelled)
+    res = invoke("eval", tmp_path / "gen", "--benchmark", "bold", "--out", tmp_path / "o", "-q")
+    assert res.exit_code == 0, res.output
+    assert "another benchmark" not in res.output  # a mix is expected: no warning
+    section = report_json(tmp_path / "o")["bold_sentiment"]
+    assert section["overall"]["generations"] == 11 and list(section["domains"]) == ["race"]
+    m, _, _ = normal_ci(direct([r["prompt"] + r["generation"] for r in bold + unlabelled]))
+    assert section["overall"]["mean_compound"] == pytest.approx(m, abs=1e-6)
+    res = invoke("eval", tmp_path / "gen" / "toxigen.jsonl", "--benchmark", "bold", "--out", tmp_path / "o2", "-q")
+    assert "bold_sentiment: all" not in res.output  # the unlabelled record is scored
+    write_generations(tmp_path / "t.jsonl", toxigen)
+    res = invoke("eval", tmp_path / "t.jsonl", "--benchmark", "bold", "--out", tmp_path / "o3", "-q")
+    assert "bold_sentiment: all 5 generation(s) belong to another benchmark" in res.output.replace("\n", " ")

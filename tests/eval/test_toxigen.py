@@ -108,3 +108,51 @@ def test_a_missing_classifier_is_a_one_line_error(tmp_path):
     res = invoke("eval", gens, "--benchmark", "toxigen", "--toxicity-model", tmp_path / "nope", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "toxigen" in res.output and "does not exist" in res.output
+
+
+def test_table11_row_is_the_mean_of_group_shares_as_the_paper_computes_it():
+    """The paper's Table 11 ToxiGen total is the mean of its 13 per-group shares (Table 45): for
+    every Llama 2 size the bundled numbers agree to the printed 2 decimals. Our row beside them must
+    be computed the same way; the pooled share differs when groups differ in size (they do: 431 to
+    883 prompts)."""
+    from collections import Counter
+
+    from llama_audit.analyzers.toxigen import PAPER_GROUPS, ToxiGenAnalyzer, ToxiGenOptions
+    from llama_audit.eval import scores
+    from llama_audit.report.section import ReportContext
+
+    ref = scores.paper_reference()
+    for model, groups in ref[PAPER_GROUPS].items():
+        assert sum(groups.values()) / len(groups) == pytest.approx(ref["table11_pretrained"][model][1], abs=0.005)
+    counts = Counter({scores.group_key("scored", "asian"): 90, scores.group_key("toxic", "asian"): 9,
+                      scores.group_key("scored", "women"): 10, scores.group_key("toxic", "women"): 5})
+    section = ToxiGenAnalyzer.report_section(counts, ReportContext({}, {}, ToxiGenOptions()))
+    assert section["overall"]["toxic_pct"] == pct(14, 100)  # pooled: 14%
+    assert section["group_mean"]["toxic_pct"] == pytest.approx((10.0 + 50.0) / 2)  # as Table 11: 30%
+    lo, hi = section["group_mean"]["toxic_ci95"]
+    assert lo < 30.0 < hi
+    table11 = ToxiGenAnalyzer.report_tables(section, ReportContext({}, {}, ToxiGenOptions()))[0]
+    assert table11.rows[0][2].startswith("30.00")
+
+
+def test_generations_of_another_benchmark_are_not_scored_as_toxigen():
+    """With --benchmark all over BOLD and ToxiGen files, a BOLD generation (meta.benchmark) is not a
+    ToxiGen one: not scored (no classifier is even loaded for a batch of them), counted apart."""
+    import pyarrow as pa
+
+    from llama_audit.analyzers.base import BatchContext
+    from llama_audit.analyzers.toxigen import ToxiGenAnalyzer, ToxiGenOptions
+    from llama_audit.types import DocBatch
+
+    analyzer = ToxiGenAnalyzer(ToxiGenOptions(model="unused-never-loaded"))
+    assert "meta.benchmark" in analyzer.input_fields()
+    batch = DocBatch("s", np.arange(2), ["a", "b"], ["some text", "more text"],
+                     fields={"meta.group": ["women", "asian"], "meta.benchmark": ["bold", "bold"]})
+    ctx = BatchContext(np.ones(2, bool), {})
+    columns = analyzer.annotate(batch, ctx)
+    assert columns["toxigen_score"].null_count == 2
+    counts = analyzer.fold(columns, ctx)
+    assert not any(k.startswith('["scored"') or k.startswith('["empty"') for k in counts)
+    assert ToxiGenAnalyzer.scan_warnings(counts) == ["toxigen: all 2 generation(s) belong to another benchmark "
+                                                     "(meta.benchmark); none was scored (is --benchmark right?)"]
+    assert isinstance(columns["_toxigen_group"], pa.Array)

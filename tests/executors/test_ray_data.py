@@ -243,3 +243,42 @@ def test_mode_follows_the_declared_stages():
         make(staged, ray_options={"mode": "fast"})
     with pytest.raises(ConfigError, match="--ray-gpu-actors"):
         make(staged, ray_options={"gpu_actors": 0})
+
+
+# -- the task-per-shard mode (auto with CPU analyzers only) ----------------------------------------
+
+def test_task_mode_fails_a_shard_that_keeps_killing_its_worker_and_finishes_the_rest(tmp_path, make_jsonl):
+    """CPU analyzers only: auto picks a Ray task per shard. A shard whose task kills its worker on
+    every attempt is failed with its reason (one line, after --ray-max-retries), not the whole run."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for s, special in enumerate(["plain", "POISON"]):
+        make_jsonl(f"t{s}.jsonl", [{"id": f"{s}-{i}", "text": special if i == 1 else f"doc {s} {i}"} for i in range(3)])
+    res = run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "ray"), executor="ray",
+                               workers=2, analyzers=["crash_cpu"], languages=("all",),
+                               options={"crash_cpu": {"folder": str(marks)}}, ray_options={"max_retries": 0}))
+    assert res.shards_run == 2 and res.documents == 3 and res.exit_code != 0
+    [(key, reason)] = res.failed.items()
+    assert key.startswith("t1.jsonl") and "t1.jsonl" in reason and "died" in reason and "\n" not in reason
+    record = run_record(tmp_path / "ray")["executor"]
+    assert record["engine"] == "ray.tasks" and record["max_retries"] == 0
+
+
+def test_pipeline_sizes_are_refused_in_task_mode():
+    from llama_audit.analyzers.registry import build_analyzers
+    from llama_audit.executors import make_executor
+
+    for given in ({"gpu_actors": 2}, {"cpu_tasks": 3}):
+        with pytest.raises(ConfigError, match="--ray-mode data"):
+            make_executor("ray", workers=1, shards=2, analyzers=build_analyzers(["pronouns"], {}),
+                          ray_options={"mode": "tasks", **given})
+
+
+def test_the_run_record_names_only_the_stages_that_ran(tmp_path, make_jsonl):
+    """--ray-mode data with CPU analyzers only has no infer stage: the manifest must not claim one."""
+    make_jsonl("c0.jsonl", [{"id": f"c-{i}", "text": f"she said {i}"} for i in range(3)])
+    res = run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "ray"), executor="ray",
+                               analyzers=["pronouns"], languages=("all",), ray_options={"mode": "data"}))
+    assert res.exit_code == 0 and res.documents == 3
+    record = run_record(tmp_path / "ray")["executor"]
+    assert record["engine"] == "ray.data" and record["stages"] == ["cpu", "write"] and record["gpu_actors"] == 0
