@@ -33,7 +33,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from llama_audit.types import ConfigError
 
@@ -68,11 +68,11 @@ class Holder:
         return f"{self.host} pid {self.pid} ({self.purpose}, since {self.since})"
 
 
-def _host() -> str:
+def host_name() -> str:
     return socket.gethostname()
 
 
-def _pid_start(pid: int) -> str | None:
+def pid_start_time(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot, or None (no /proc, gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -81,7 +81,7 @@ def _pid_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of proc(5); the name may hold spaces
 
 
-def _pid_alive(pid: int, start: str | None) -> bool:
+def pid_alive(pid: int, start: str | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -89,7 +89,7 @@ def _pid_alive(pid: int, start: str | None) -> bool:
     except PermissionError:
         pass  # alive, another user's
     if start is not None:
-        now = _pid_start(pid)
+        now = pid_start_time(pid)
         return now is None or now == start  # another start time: the pid was reused
     return True
 
@@ -103,12 +103,11 @@ class OutLock:
         self.gate_path = self.dir / GATE_NAME
         self.ttl_s = ttl_s
         self.heartbeat_s = heartbeat_s
-        self.host = _host()
+        self.host = host_name()
         self.pid = os.getpid()
         self._held: set[Path] = set()  # lock files this process holds (refreshed by the heartbeat)
         self._lease: Path | None = None
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._heartbeat = Heartbeat(self._refresh_held, heartbeat_s, "llama-audit-lease")
         self._mutex = threading.Lock()
 
     # -- files ------------------------------------------------------------------------------------
@@ -135,7 +134,7 @@ class OutLock:
         except FileExistsError:
             return False
         try:
-            record = {"host": self.host, "pid": self.pid, "pid_start": _pid_start(self.pid),
+            record = {"host": self.host, "pid": self.pid, "pid_start": pid_start_time(self.pid),
                       "since": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
                       "since_fs": os.fstat(fd).st_mtime, "purpose": purpose, "config_hash": config_hash,
                       "token": secrets.token_hex(8)}
@@ -173,7 +172,7 @@ class OutLock:
         if h.age_s > self.ttl_s:
             return True
         if h.host == self.host and h.pid > 0 and h.pid != self.pid:
-            return not _pid_alive(h.pid, h.pid_start)
+            return not pid_alive(h.pid, h.pid_start)
         return False
 
     def _reap(self, h: Holder) -> None:
@@ -210,7 +209,7 @@ class OutLock:
                                f"(a holder that died frees it within {self.ttl_s:.0f} s)")
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
-        self._start_heartbeat()
+        self._heartbeat.start()
         try:
             yield
         finally:
@@ -240,7 +239,7 @@ class OutLock:
         path = self.dir / f"{LEASE_PREFIX}{self.host}.{self.pid}.{secrets.token_hex(4)}.json"
         self._create(path, purpose, config_hash)
         self._lease = path
-        self._start_heartbeat()
+        self._heartbeat.start()
 
     def release(self) -> None:
         """Drop this process's scan lease (and stop the heartbeat when nothing is held)."""
@@ -252,24 +251,41 @@ class OutLock:
         with self._mutex:
             idle = not self._held
         if idle:
-            self._stop.set()
+            self._heartbeat.stop()
 
     # -- heartbeat --------------------------------------------------------------------------------
-    def _start_heartbeat(self) -> None:
-        if self._beat is not None and self._beat.is_alive() and not self._stop.is_set():
+    def _refresh_held(self) -> None:
+        with self._mutex:
+            held = list(self._held)
+        for path in held:
+            with contextlib.suppress(OSError):  # a full or flaky file system: the next beat retries
+                os.utime(path, None)
+
+
+class Heartbeat:
+    """A daemon thread that calls ``beat`` every ``interval`` seconds while a lock holds something
+    (the OUT lock here, the lock objects of an OUT in a bucket in ``remote_out``): ``start`` when
+    something is taken (a no-op while running), ``stop`` when nothing is held any more. ``beat``
+    refreshes every held lease once and swallows its own errors: the next beat retries."""
+
+    def __init__(self, beat: Callable[[], None], interval: float, name: str):
+        self.beat, self.interval, self.name = beat, interval, name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
             return
         self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, args=(self._stop,), name="llama-audit-lease",
-                                      daemon=True)
-        self._beat.start()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name=self.name, daemon=True)
+        self._thread.start()
 
-    def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat_s):
-            with self._mutex:
-                held = list(self._held)
-            for path in held:
-                with contextlib.suppress(OSError):  # a full or flaky file system: the next beat retries
-                    os.utime(path, None)
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            self.beat()
 
 
 def is_unwritable(exc: OSError) -> bool:

@@ -45,8 +45,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
 from llama_audit.corpus.remote import filesystem, is_url, local_path, mtime_ns, public_url
-from llama_audit.lease import (GATE_NAME, GATE_WAIT_S, HEARTBEAT_S, LEASE_PREFIX, LEASE_TTL_S, LOCK_DIR, Holder,
-                               LockHeld, OutLock, _host, _pid_alive, _pid_start)
+from llama_audit.lease import (GATE_NAME, GATE_WAIT_S, HEARTBEAT_S, LEASE_PREFIX, LEASE_TTL_S, LOCK_DIR, Heartbeat,
+                               Holder, LockHeld, OutLock, host_name, pid_alive, pid_start_time)
 from llama_audit.store import OutDir, TMP_NAME, atomic_output, atomic_write_bytes, atomic_write_json
 from llama_audit.types import ConfigError
 
@@ -333,14 +333,13 @@ class RemoteLock:
         self.dir = f"{LOCK_DIR}"
         self.ttl_s = LEASE_TTL_S if ttl_s is None else ttl_s  # the local lock's rules, one place (lease.py)
         self.heartbeat_s = HEARTBEAT_S if heartbeat_s is None else heartbeat_s
-        self.host = _host()
+        self.host = host_name()
         self.pid = os.getpid()
         self.uploads = uploads
         self._held: dict[str, bytes] = {}  # rel -> the record this process wrote there
         self._lease: str | None = None
         self._mutex = threading.Lock()
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._heartbeat = Heartbeat(self._refresh_held, self.heartbeat_s, "llama-audit-remote-lease")
         self._conditional: bool | None = None  # does the store honour mode="create"? (probed)
         self._pushed_config: str | None = None
 
@@ -382,7 +381,7 @@ class RemoteLock:
                               "permissions and your credentials, or choose another --out") from None
 
     def _record(self, purpose: str, config_hash: str | None) -> bytes:
-        return json.dumps({"host": self.host, "pid": self.pid, "pid_start": _pid_start(self.pid),
+        return json.dumps({"host": self.host, "pid": self.pid, "pid_start": pid_start_time(self.pid),
                            "since": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
                            "since_fs": time.time(), "purpose": purpose, "config_hash": config_hash,
                            "token": secrets.token_hex(8)}, sort_keys=True).encode() + b"\n"
@@ -433,7 +432,7 @@ class RemoteLock:
         if h.age_s > self.ttl_s:
             return True
         if h.host == self.host and h.pid > 0 and h.pid != self.pid:
-            return not _pid_alive(h.pid, h.pid_start)
+            return not pid_alive(h.pid, h.pid_start)
         return False
 
     def _reap(self, h: Holder) -> None:
@@ -464,7 +463,7 @@ class RemoteLock:
                                f"(a holder that died frees it within {self.ttl_s:.0f} s)")
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
-        self._start_heartbeat()
+        self._heartbeat.start()
         try:
             with self.local.gate(purpose, wait_s) if (local and self.local is not None) else contextlib.nullcontext():
                 if self.uploads is not None:  # every finished shard is in the bucket before the manifest says so
@@ -537,7 +536,7 @@ class RemoteLock:
         rel = f"{self.dir}/{LEASE_PREFIX}{self.host}.{self.pid}.{secrets.token_hex(4)}.json"
         self._create(rel, purpose, config_hash)
         self._lease = rel
-        self._start_heartbeat()
+        self._heartbeat.start()
 
     def release(self) -> None:
         if self.uploads is not None:
@@ -553,25 +552,16 @@ class RemoteLock:
         with self._mutex:
             idle = not self._held
         if idle:
-            self._stop.set()
+            self._heartbeat.stop()
 
     # -- heartbeat ------------------------------------------------------------------------------
-    def _start_heartbeat(self) -> None:
-        if self._beat is not None and self._beat.is_alive() and not self._stop.is_set():
-            return
-        self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, args=(self._stop,), name="llama-audit-remote-lease",
-                                      daemon=True)
-        self._beat.start()
-
-    def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat_s):
-            with self._mutex:
-                held = dict(self._held)
-            for rel, data in held.items():
-                with contextlib.suppress(Exception):  # a flaky store: the next beat retries
-                    if self.fs.cat_file(self.bucket.path(rel)) == data:  # still ours: refresh its write time
-                        self.fs.pipe_file(self.bucket.path(rel), data)
+    def _refresh_held(self) -> None:
+        with self._mutex:
+            held = dict(self._held)
+        for rel, data in held.items():
+            with contextlib.suppress(Exception):  # a flaky store: the next beat retries
+                if self.fs.cat_file(self.bucket.path(rel)) == data:  # still ours: refresh its write time
+                    self.fs.pipe_file(self.bucket.path(rel), data)
 
 
 # -- shard uploads --------------------------------------------------------------------------------

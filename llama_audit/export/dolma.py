@@ -48,6 +48,7 @@ import orjson
 
 from llama_audit.corpus import Shard, ShardUnreadable, format_for
 from llama_audit.corpus.registry import SUFFIXES
+from llama_audit.corpus.remote import is_url, local_path, public_url, scheme
 from llama_audit.corpus.streams import ZST_WRITE_LEVEL
 from llama_audit.filter.run import (BOOKKEEPING_DIR, AnnotationsDamaged, _cannot_write, _changed, _inside,
                                     _names_by_dir, _read_annotations, _remove_stale_temporaries)
@@ -114,7 +115,14 @@ def attribute_path(shard_rel: str, shard_format: str) -> str:
 
 
 def check_destination(out: str | os.PathLike, dest: str | os.PathLike, name: str = DEFAULT_NAME) -> None:
-    """One-line errors, before any work: a bad ``--name``, DIR inside OUT (or OUT itself)."""
+    """One-line errors, before any work: a bad ``--name``, OUT or DIR given as a URL (both are
+    local folders: a path such as ``s3://b/x`` would otherwise be written as a local folder
+    named ``s3:``), DIR inside OUT (or OUT itself)."""
+    for what, where in (("the scan's OUT", out), ("the attributes' DIR", dest)):
+        if is_url(os.fspath(where)) and scheme(os.fspath(where)) != "file":
+            raise ConfigError(f"{public_url(os.fspath(where))}: dolma export reads and writes local folders only "
+                              f"({what} given as a URL); export to a local folder and copy it (aws s3 sync, gsutil rsync)")
+    out, dest = local_path(os.fspath(out)), local_path(os.fspath(dest))
     if not _NAME_RE.fullmatch(name or ""):
         raise ConfigError(f"--name {name!r}: use letters, digits and _, not starting with a digit "
                           "(dolma attribute names are identifiers)")
@@ -126,10 +134,11 @@ def check_destination(out: str | os.PathLike, dest: str | os.PathLike, name: str
 
 def run_export(req: ExportRequest, warn: Callable[[str], None] = lambda m: None) -> ExportResult:
     """Write DIR's attribute files for every finished shard of OUT (see the module docstring)."""
+    check_destination(req.out, req.dest, req.name)
+    req = dataclasses.replace(req, out=local_path(os.fspath(req.out)), dest=local_path(os.fspath(req.dest)))
     out_root = Path(req.out)
     if not out_root.is_dir():
         raise ConfigError(f"{req.out}: no such directory (give the OUT of a scan)")
-    check_destination(req.out, req.dest, req.name)
     out = OutDir(out_root)
     manifest = out.read_manifest()
     cfg = manifest.get("config", {})

@@ -447,7 +447,7 @@ def _changed(entry: dict) -> str | None:
         return None  # a streamed dataset split: its format refuses the rewrite in one line
     if is_stdin(Shard.from_record(entry)):
         return (f"shard {entry['shard']!r} was read from standard input, which cannot be read again; "
-                "scan the file by its name to filter it")
+                "scan the file by its name (filter and export read the input again)")
     try:
         size = size_of(path)  # a local file, or an object in a bucket
     except OSError as exc:

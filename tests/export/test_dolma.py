@@ -560,3 +560,28 @@ def test_changed_input_refuses_only_the_shard_whose_bad_records_it_needs(corpus)
     assert res.exit_code == 1 and "refusing shard web/part-0.jsonl.gz" in res.output, res.output
     assert not (dest / "web" / "part-0.jsonl.gz").exists()
     assert [r["id"] for r in read_attribute_lines(dest / "web" / "part-1.jsonl")] == ["d4", "bad-2", "d5"]
+
+
+@pytest.mark.parametrize("where", ["to", "out", "scan_out", "scan_attributes_out"])
+def test_remote_locations_are_refused_before_work_not_written_as_local_folders(corpus, tmp_path, monkeypatch,
+                                                                               where):
+    """DIR and OUT are local folders here: an s3:// DIR must not become a local folder named 's3:'
+    (written, then reported as written to the bucket), nor a scan into a bucket OUT end in an
+    export error after all its work."""
+    monkeypatch.chdir(tmp_path)
+    docs = corpus / "data" / "documents"
+    if where in ("to", "out"):
+        out = scan(corpus)
+        args = ["export", "dolma", "s3://bucket/out" if where == "out" else out,
+                "--to", "s3://bucket/attributes" if where == "to" else tmp_path / "attrs"]
+    else:
+        args = ["scan", docs, "--analyzers", "language", "-q",
+                "--out", "s3://bucket/out" if where == "scan_out" else tmp_path / "out",
+                "--attributes-out", "s3://bucket/attributes" if where == "scan_attributes_out" else tmp_path / "attrs"]
+    res = invoke(*args)
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("error:") and len(res.output.strip().splitlines()) == 1, res.output
+    assert "local" in res.output
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "attrs").exists()
+    if where.startswith("scan"):
+        assert not (tmp_path / "out").exists()
