@@ -195,20 +195,7 @@ class OutLock:
         """Hold the gate (exclusive) for the block; waits up to ``wait_s`` for a live holder, then
         raises :class:`LockHeld` naming it. An expired holder's gate is taken over."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait_s
-        pause = 0.05
-        while not self._create(self.gate_path, purpose, None):
-            holder = self.read(self.gate_path)
-            if holder is None:
-                continue
-            if self.expired(holder):
-                self._reap(holder)
-                continue
-            if time.monotonic() >= deadline:
-                raise LockHeld(f"{self.root} is locked by {holder.describe()}; wait for it to finish "
-                               f"(a holder that died frees it within {self.ttl_s:.0f} s)")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+        take_gate(self, self.gate_path, purpose, wait_s)
         self._heartbeat.start()
         try:
             yield
@@ -260,6 +247,26 @@ class OutLock:
         for path in held:
             with contextlib.suppress(OSError):  # a full or flaky file system: the next beat retries
                 os.utime(path, None)
+
+
+def take_gate(lock, path, purpose: str, wait_s: float) -> None:
+    """Create the gate ``path`` for ``lock`` (this module's :class:`OutLock`, or the bucket lock of
+    ``remote_out``: both offer ``_create``, ``read``, ``expired``, ``_reap``), waiting up to
+    ``wait_s`` seconds with a growing pause; a holder that expired is reaped first."""
+    deadline = time.monotonic() + wait_s
+    pause = 0.05
+    while not lock._create(path, purpose, None):
+        holder = lock.read(path)
+        if holder is None:
+            continue
+        if lock.expired(holder):
+            lock._reap(holder)
+            continue
+        if time.monotonic() >= deadline:
+            raise LockHeld(f"{lock.root} is locked by {holder.describe()}; wait for it to finish "
+                           f"(a holder that died frees it within {lock.ttl_s:.0f} s)")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 class Heartbeat:

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator
 
 from llama_audit.corpus.remote import filesystem, is_url, local_path, mtime_ns, public_url
 from llama_audit.lease import (GATE_NAME, GATE_WAIT_S, HEARTBEAT_S, LEASE_PREFIX, LEASE_TTL_S, LOCK_DIR, Heartbeat,
-                               Holder, LockHeld, OutLock, host_name, pid_alive, pid_start_time)
+                               Holder, OutLock, host_name, pid_alive, pid_start_time, take_gate)
 from llama_audit.store import OutDir, TMP_NAME, atomic_output, atomic_write_bytes, atomic_write_json
 from llama_audit.types import ConfigError
 
@@ -449,20 +449,7 @@ class RemoteLock:
         """The remote gate object, then (``local``) the staging directory's gate; entering pulls
         the bookkeeping into staging, leaving without an error pushes what changed."""
         rel = f"{self.dir}/{GATE_NAME}"
-        deadline = time.monotonic() + wait_s
-        pause = 0.05
-        while not self._create(rel, purpose, None):
-            holder = self.read(rel)
-            if holder is None:
-                continue
-            if self.expired(holder):
-                self._reap(holder)
-                continue
-            if time.monotonic() >= deadline:
-                raise LockHeld(f"{self.root} is locked by {holder.describe()}; wait for it to finish "
-                               f"(a holder that died frees it within {self.ttl_s:.0f} s)")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+        take_gate(self, rel, purpose, wait_s)
         self._heartbeat.start()
         try:
             with self.local.gate(purpose, wait_s) if (local and self.local is not None) else contextlib.nullcontext():
