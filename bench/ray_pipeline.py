@@ -5,8 +5,9 @@ and a GPU actor stage (the forward) so the GPU never waits for CPU work, as NeMo
 its tokenizer from its model stage. This prints, measured side by side in one run:
 
 * ``--device cpu`` (default): a tiny BERT built here, a local Ray with ``--num-cpus`` CPUs; wall
-  time of both executors (Ray's start excluded) and whether annotations, partials and summary are
-  the same bytes;
+  time of both executors (Ray's start excluded), whether annotations, partials and summary are
+  the same bytes, and the CPU time of the scan process during the pipeline (what one process
+  spends per document however many GPUs the cluster has);
 * ``--device cuda``: a random BERT-base (the HateBERT shape) on the GPU; besides the above, the
   engine alone on the same lines (tokens/s), the pipeline's tokens/s with one GPU actor, their
   ratio (target >= 0.8: the CPU work is hidden) and the GPU utilisation sampled with nvidia-smi
@@ -158,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shards", type=int, default=None, help="shards (default: 4 on cpu, 16 on cuda)")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: 2 on cpu, all on cuda)")
     ap.add_argument("--batch-tokens", type=int, default=None, help="--toxicity-batch-tokens (default: the engine's)")
+    ap.add_argument("--analyzers", default="toxicity",
+                    help="comma-separated analyzers (default: toxicity; add the CPU ones to load the CPU stage)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
     cuda = args.device.startswith("cuda")
@@ -180,7 +183,8 @@ def main(argv=None) -> int:
             tox["batch_tokens"] = args.batch_tokens
         if not cuda:  # on a CPU, torch's sums depend on its thread count: the CPU actor has one (Ray's OMP_NUM_THREADS)
             tox["threads"] = 1
-        common = dict(paths=[str(corpus)], analyzers=["toxicity"], languages=("all",), options={"toxicity": tox})
+        common = dict(paths=[str(corpus)], analyzers=args.analyzers.split(","), languages=("all",),
+                      options={"toxicity": tox})
         t = time.perf_counter()
         local = run_scan(ScanRequest(out=str(work / "local"), **common))
         local_s = time.perf_counter() - t
@@ -188,9 +192,9 @@ def main(argv=None) -> int:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         ray_start_s = time.perf_counter() - t
         with GpuSampler() as gpu:
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             remote = run_scan(ScanRequest(out=str(work / "ray"), executor="ray", **common))
-            ray_s = time.perf_counter() - t
+            ray_s, scan_cpu_s = time.perf_counter() - t, time.process_time() - cpu
         ray.shutdown()
         same, files = same_bytes(work / "ray", work / "local")
         print(f"corpus: {mb:g} MB of text, {shards} shards, {local.documents} documents; device {args.device}; "
@@ -199,6 +203,8 @@ def main(argv=None) -> int:
         print(f"{'in-process':<24}{local_s:>10.2f}{local.documents / local_s:>12.0f}")
         print(f"{'ray.data pipeline':<24}{ray_s:>10.2f}{remote.documents / ray_s:>12.0f}")
         print(f"time ratio ray.data / in-process: {ray_s / local_s:.2f}x")
+        print(f"scan process CPU during the pipeline (all its threads, Ray's driver included): {scan_cpu_s:.2f} s "
+              f"= {scan_cpu_s / max(remote.documents, 1) * 1e6:,.0f} us per document")
         print(f"identical bytes (annotations, partials, summary; {files} files): {'yes' if same else 'NO'}")
         if cuda:
             lines = corpus_lines(corpus)

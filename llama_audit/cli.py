@@ -334,6 +334,9 @@ class ProgressHooks:
               help="With --executor ray: actors of the GPU stage (default: one per cluster GPU, or 1 CPU actor).")
 @click.option("--ray-cpu-tasks", "ray_cpu_tasks", type=click.IntRange(min=1), default=None,
               help="With --executor ray: concurrent CPU-stage tasks (default: the CPUs the actors leave).")
+@click.option("--ray-write-actors", "ray_write_actors", type=click.IntRange(min=1), default=None,
+              help="With --executor ray: actors of the write stage (finish, folds, writes; default: one per 16 "
+                   "CPU tasks).")
 @click.option("--ray-max-retries", "ray_max_retries", type=click.IntRange(min=0), default=None,
               help="With --executor ray: retries of a shard's stage after its worker or actor died (default 2).")
 @click.option("--num-shards", default=1, type=click.IntRange(min=1), show_default=True,
@@ -358,7 +361,7 @@ class ProgressHooks:
 def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_by, workers, executor, ray_address,
          num_shards, shard_index, batch_docs, strict, overwrite, skip_unknown, emit, quiet, input_format,
          attributes_out=None, hf_dataset=None, hf_config=None, hf_split=None, staging=None, ray_mode=None,
-         ray_gpu_actors=None, ray_cpu_tasks=None, ray_max_retries=None) -> None:
+         ray_gpu_actors=None, ray_cpu_tasks=None, ray_max_retries=None, ray_write_actors=None) -> None:
     """Scan a corpus: annotate every document and write additive partial summaries (resumable).
     CORPUS '-' reads one shard from standard input (cat part.jsonl | llama-audit scan - --out OUT)."""
     from llama_audit.corpus import STDIN_ARG
@@ -386,7 +389,8 @@ def scan(corpus, out, analyzers, languages, option, text_field, id_field, group_
     if hf_dataset is None and (hf_config is not None or hf_split is not None):
         fail("--hf-config and --hf-split are for --hf-dataset NAME")
     ray_options = {k: v for k, v in {"mode": ray_mode, "gpu_actors": ray_gpu_actors, "cpu_tasks": ray_cpu_tasks,
-                                     "max_retries": ray_max_retries}.items() if v is not None}
+                                     "write_actors": ray_write_actors, "max_retries": ray_max_retries}.items()
+                   if v is not None}
     if ray_options and executor != "ray":
         fail(f"--ray-{next(iter(ray_options)).replace('_', '-')} is for --executor ray")
     req = ScanRequest(paths=corpus, out=out, analyzers=_split(analyzers), languages=langs, options=given,
@@ -478,6 +482,7 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
         if against is not None:
             return _report_diff(_staged_out(out), _staged_out(against), format, report_options, paper=paper,
                                 min_docs=min_docs)
+        at_url = _is_remote(out)
         out = _staged_out(out)  # an OUT at a URL: its bookkeeping, pulled into the staging mirror
         require_out(out)
         if figures_dir is not None and not no_figures:
@@ -495,8 +500,8 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
     # figures: with the html (embedded, and written to OUT/report/) or where --figures asks for them;
     # the other formats stay quick and write nothing into OUT
     wanted = not no_figures and (format == "html" or figures_dir is not None)
-    drawn = _report_figures(out, data, figures_dir, paper=paper is not False,
-                            report_options=report_options) if wanted else []
+    drawn = _report_figures(out, data, figures_dir, paper=paper is not False, report_options=report_options,
+                            write=figures_dir is not None or not at_url) if wanted else []
     kw = dict(paper=(format == "html") if paper is None else paper, report_options=report_options, min_docs=min_docs)
     with stdout_reader_may_leave():
         if format == "json":
@@ -527,10 +532,13 @@ def _staged_out(out: str) -> str:
     return str(stage_for_read(out))
 
 
-def _report_figures(out: str, data: dict, directory: str | None, *, paper: bool, report_options) -> list:
+def _report_figures(out: str, data: dict, directory: str | None, *, paper: bool, report_options,
+                    write: bool = True) -> list:
     """The report's figures, drawn and written as SVG and PNG to ``directory`` (default
     OUT/report/); without matplotlib none, and one line on how to get them. An OUT that cannot
-    take them (read-only) is a warning; a ``--figures DIR`` that cannot, an error."""
+    take them (read-only) is a warning; a ``--figures DIR`` that cannot, an error. ``write=False``
+    (an OUT at a URL without ``--figures``: its OUT/report/ would be a hidden staging directory):
+    drawn for the HTML page, which embeds them, and written nowhere."""
     from pathlib import Path
 
     from llama_audit.report import figures
@@ -540,6 +548,8 @@ def _report_figures(out: str, data: dict, directory: str | None, *, paper: bool,
         say(figures.INSTALL_HINT)
         return []
     drawn = drawn_figures(data, paper=paper, report_options=report_options)
+    if not write:
+        return drawn
     target = figures.default_directory(out) if directory is None else Path(directory)
     try:
         figures.write_figures(drawn, target)
@@ -714,10 +724,13 @@ def filter_cmd(out, clean, redact, drop, keep, overwrite, dry_run, allow_empty) 
 @click.option("--skip-unknown/--no-skip-unknown", default=False, help="Skip files of unknown type.")
 def estimate_cmd(corpus, analyzers, languages, option, sample_mb, workers, text_field, skip_unknown) -> None:
     """Time the analyzers on a sample of the corpus and project how long a full scan takes here."""
-    from llama_audit.corpus import UnsupportedFormat
+    from llama_audit.corpus import STDIN_ARG, UnsupportedFormat
     from llama_audit.estimate import estimate
     from llama_audit.types import ConfigError
 
+    if STDIN_ARG in corpus:
+        fail("estimate projects a scan from the corpus's size on disk, which standard input ('-') has not: "
+             "give the files (or save a sample of the stream to a file and estimate that)")
     try:
         est = estimate(corpus, analyzers=_split(analyzers), languages=tuple(_split(languages) or ["en"]),
                        options=analyzer_options_given(option), sample_mb=sample_mb, text_field=text_field, skip_unknown=skip_unknown, warn=warn)
@@ -745,25 +758,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def generation_options(command):
+    """The decoding options of ``--generate-with`` (``prompts`` and ``eval``): seed, length, batch, limit."""
+    for option in reversed([
+        click.option("--seed", default=0, show_default=True, type=int, help="With --generate-with: the sampling seed."),
+        click.option("--max-new-tokens", default=50, show_default=True, type=click.IntRange(min=1),
+                     help="With --generate-with: tokens generated per prompt."),
+        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
+                     help="With --generate-with: prompts per generate call."),
+        click.option("--limit", default=None, type=click.IntRange(min=1),
+                     help="With --generate-with: the first N prompts only."),
+    ]):
+        command = option(command)
+    return command
+
+
 @app.command("prompts")
-@click.argument("benchmark", type=click.Choice(["toxigen", "bold"]))
+@click.argument("benchmark", type=click.Choice(["toxigen", "bold", "truthfulqa"]))
 @click.option("--out", "-o", required=True, metavar="FILE|DIR",
               help="JSONL file to write (gzip when it ends in .gz): id, prompt, meta.group (BOLD: meta.domain); "
                    "with --generate-with, a directory of parts.")
 @click.option("--generate-with", "generate_with", default=None, metavar="MODEL_DIR",
               help="Also generate a continuation of each prompt with this local causal LM (temperature 0.1, "
                    "top-p 0.9, as Llama 2); resumable: rerun to finish.")
-@click.option("--seed", default=0, show_default=True, type=int, help="With --generate-with: the sampling seed.")
-@click.option("--max-new-tokens", default=50, show_default=True, type=click.IntRange(min=1),
-              help="With --generate-with: tokens generated per prompt.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
-              help="With --generate-with: prompts per generate call.")
-@click.option("--limit", default=None, type=click.IntRange(min=1), help="With --generate-with: the first N prompts only.")
+@generation_options
 @click.option("--device", default="auto", show_default=True, help="With --generate-with: auto | cpu | cuda | cuda:N.")
 def prompts_cmd(benchmark, out, generate_with, seed, max_new_tokens, batch_size, limit, device) -> None:
     """Write the bundled prompts of a safety benchmark (BOLD: CC BY-SA 4.0, amazon-science/bold;
-    ToxiGen: the revised set Llama 2 used, MIT + CDLA-Permissive-2.0, microsoft/SafeNLP), with their
-    group labels. Add each model generation as 'generation' (or pass --generate-with) and run
+    ToxiGen: the revised set Llama 2 used, MIT + CDLA-Permissive-2.0, microsoft/SafeNLP; TruthfulQA:
+    Apache-2.0, sylinrl/TruthfulQA, behind its 6-shot QA primer), with their group labels. Add each model generation as 'generation' (or pass --generate-with) and run
     `llama-audit eval`."""
     from llama_audit.eval.prompts import write_prompts
     from llama_audit.types import ConfigError
@@ -787,10 +810,11 @@ def prompts_cmd(benchmark, out, generate_with, seed, max_new_tokens, batch_size,
 
 
 @app.command("eval")
-@click.argument("generations", nargs=-1, required=True)
+@click.argument("generations", nargs=-1, required=False)
 @click.option("--out", "-o", required=True, help="Output directory (like scan's; report it with `llama-audit report`).")
-@click.option("--benchmark", default="all", show_default=True, type=click.Choice(["toxigen", "bold", "all"]),
-              help="Which benchmark scores the generations.")
+@click.option("--benchmark", default="all", show_default=True,
+              type=click.Choice(["toxigen", "bold", "truthfulqa", "all"]),
+              help="Which benchmark scores the generations (all: TruthfulQA only with --truthfulqa-judge).")
 @click.option("--generation-field", default="generation", show_default=True, metavar="FIELD",
               help="Field path of the generated text (what is scored).")
 @click.option("--prompt-field", default="prompt", show_default=True, metavar="FIELD",
@@ -808,25 +832,43 @@ def prompts_cmd(benchmark, out, generate_with, seed, max_new_tokens, batch_size,
 @click.option("--toxicity-self-test/--no-toxicity-self-test", "self_test", default=None,
               help="Check the classifier on built-in sentences first (default: on).")
 @click.option("--truthfulqa-judge", default=None, metavar="DIR",
-              help="TruthfulQA judge model (not implemented yet: TruthfulQA is reported as skipped).")
+              help="TruthfulQA truth judge: a local causal LM in GPT-judge format (e.g. "
+                   "allenai/truthfulqa-truth-judge-llama2-7B); without it TruthfulQA is skipped.")
+@click.option("--truthfulqa-info-judge", default=None, metavar="DIR",
+              help="TruthfulQA informativeness judge (GPT-info format): needed for Table 11's % true+info.")
+@click.option("--question-field", default="meta.question", show_default=True, metavar="FIELD",
+              help="TruthfulQA: field path of the question the judges read.")
+@click.option("--generate-with", "generate_with", default=None, metavar="MODEL_DIR",
+              help="Generate the --benchmark's bundled prompts with this local causal LM first (into "
+                   "OUT/generations/BENCHMARK; no GENERATIONS then), then score them; rerun to resume.")
+@generation_options
 @click.option("--workers", default=1, type=click.IntRange(min=1), show_default=True, help="Local worker processes.")
 @click.option("--overwrite/--no-overwrite", default=False, help="Discard an OUT written with another configuration.")
 @click.option("--strict/--no-strict", default=False, help="Stop at the first bad record (exit code 2).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def eval_cmd(generations, out, benchmark, generation_field, prompt_field, group_field, domain_field, id_field,
-             toxicity_model, toxicity_tokenizer, device, self_test, truthfulqa_judge, workers, overwrite, strict,
+             toxicity_model, toxicity_tokenizer, device, self_test, truthfulqa_judge, truthfulqa_info_judge,
+             question_field, generate_with, seed, max_new_tokens, batch_size, limit, workers, overwrite, strict,
              quiet) -> None:
-    """Score a model's generations with ToxiGen and/or BOLD (Llama 2 Table 11); resumable and mergeable
-    like scan. GENERATIONS: JSONL/Parquet files or directories (any input scan reads)."""
+    """Score a model's generations with ToxiGen, BOLD and/or TruthfulQA (Llama 2 Table 11); resumable
+    and mergeable like scan. GENERATIONS: JSONL/Parquet files or directories (any input scan reads);
+    or none, with --generate-with MODEL_DIR: generate the benchmark first, then score it."""
     from pathlib import Path
 
     from llama_audit.eval.run import EvalRequest, run_eval
 
     more = {k: v for k, v in (("device", device), ("self_test", self_test)) if v is not None}
+    generate = {"seed": seed, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit,
+                "device": device or "auto"}
+    if generate_with is None and limit is not None:
+        fail("--limit needs --generate-with")
     req = EvalRequest(paths=generations, out=out, benchmark=benchmark, generation_field=generation_field,
                       prompt_field=prompt_field, group_field=group_field, domain_field=domain_field,
                       id_field=id_field, toxicity_model=toxicity_model, toxicity_tokenizer=toxicity_tokenizer,
-                      toxicity_options=more, truthfulqa_judge=truthfulqa_judge, workers=workers,
+                      toxicity_options=more, truthfulqa_judge=truthfulqa_judge,
+                      truthfulqa_info_judge=truthfulqa_info_judge, question_field=question_field,
+                      truthfulqa_options={"device": device} if device is not None else {},
+                      generate_with=generate_with, generate_options=generate, workers=workers,
                       overwrite=overwrite, strict=strict)
     hooks = ProgressHooks(quiet, out_is_new=overwrite or not (Path(out) / "config.json").is_file())
     hooks.text_field_flag = "--generation-field"

@@ -22,6 +22,7 @@ importing ``llama_audit`` never imports it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from llama_audit.report import grouped
@@ -244,8 +245,10 @@ class Audit:
     :meth:`diff` against another audit. Made by :func:`load_audit`."""
 
     def __init__(self, out: str, report: dict, *, paper: bool = False,
-                 report_options: Mapping[str, Any] | None = None):
+                 report_options: Mapping[str, Any] | None = None, staged: str | None = None):
         self.out = str(out)
+        #: where the bookkeeping is read: the OUT, or for an OUT at a URL its staging mirror
+        self.root = str(staged) if staged is not None else self.out
         self.report = report
         self.paper = paper
         self.report_options = dict(report_options or {})
@@ -387,19 +390,29 @@ class Audit:
 
         from llama_audit.manifest import current
 
-        out = OutDir(self.out)
+        out = OutDir(self.root)
         paths = [out.annotation_path(e["key"]) for e in current(out)["shards"] if e["status"] == "done"]
-        files = [str(path) for path in paths if path.is_file()]
+        files = [str(path) for path in paths if path.is_file()]  # staging: the bucket's footer stubs
+        filesystem = None
+        if self.root != self.out:  # an OUT at a URL: the objects themselves, read by range requests
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+            from llama_audit.corpus.remote import filesystem as url_filesystem
+
+            fs, base = url_filesystem(self.out)
+            filesystem = PyFileSystem(FSSpecHandler(fs))
+            files = [base.rstrip("/") + "/" + Path(f).relative_to(out.root).as_posix() for f in files]
         if not files:
             raise SectionUnavailable(f"{self.out}: no finished shard has annotations")
-        dataset = ds.dataset(files, format="parquet")
+        dataset = ds.dataset(files, format="parquet", filesystem=filesystem)
         if columns is not None:
             wanted = [columns] if isinstance(columns, str) else list(columns)
             unknown = [c for c in wanted if c not in dataset.schema.names]
             if unknown:
                 raise KeyError(f"no annotation column {', '.join(map(repr, unknown))} "
                                f"(columns: {', '.join(dataset.schema.names)})")
-            dataset = ds.dataset(files, format="parquet", schema=pa.schema([dataset.schema.field(c) for c in wanted]))
+            dataset = ds.dataset(files, format="parquet", filesystem=filesystem,
+                                 schema=pa.schema([dataset.schema.field(c) for c in wanted]))
         return dataset if filter is None else dataset.filter(filter)
 
     # -- against another audit ----------------------------------------------------------------------
@@ -412,8 +425,8 @@ class Audit:
         only), plus ``erasure`` (the demographic erasure ratio per axis) and ``corpus``."""
         from llama_audit.report.diff import build_diff
 
-        old_out = other.out if isinstance(other, Audit) else str(other)
-        return AuditDiff(build_diff(self.out, old_out, self.report_options or None))
+        old_out = other.root if isinstance(other, Audit) else _readable(str(other))
+        return AuditDiff(build_diff(self.root, old_out, self.report_options or None))
 
 
 def diff_frame(old: list[dict], new: list[dict], delta: list[dict], keys: tuple[str, ...]) -> "pandas.DataFrame":
@@ -476,6 +489,19 @@ def load_audit(out: str, *, paper: bool = False, group_by: str | None = None, to
     name (``{"identities": {"examples": True}}``). Needs pandas (the ``notebook`` extra); an OUT
     that holds no audit, or a ``group_by`` its scan did not group by, is a ConfigError."""
     require_pandas()
-    require_out(out)
-    report = build_report(out, report_options, paper=paper, group_by=group_by, top_groups=top_groups)
-    return Audit(out, report, paper=paper, report_options=report_options)
+    root = _readable(out)
+    require_out(root)
+    report = build_report(root, report_options, paper=paper, group_by=group_by, top_groups=top_groups)
+    return Audit(out, report, paper=paper, report_options=report_options, staged=root if root != out else None)
+
+
+def _readable(out: str) -> str:
+    """A local OUT as it is; an OUT at a URL (``s3://``, ...): its bookkeeping pulled into a staging
+    directory, as ``llama-audit report URL`` does (llama_audit/remote_out.py)."""
+    from llama_audit.remote_out import is_remote
+
+    if not is_remote(out):
+        return out
+    from llama_audit.remote_out import stage_for_read
+
+    return str(stage_for_read(out, purpose="notebook"))

@@ -52,6 +52,10 @@ from llama_audit.types import ConfigError
 
 STAGING_ENV = "LLAMA_AUDIT_STAGING"  # overrides where staging directories live (--staging names one)
 UPLOAD_THREADS = 4  # concurrent shard uploads: enough to hide PUT latency behind scanning
+#: finished shards queued for upload (their files in staging) before the scan waits for room: a
+#: scan faster than the network must not fill the staging disk with shards not yet uploaded
+UPLOAD_QUEUE_SHARDS = 4 * UPLOAD_THREADS
+UPLOAD_POLL_S = 0.5  # how long one wait for an upload lasts before a stop signal is looked at
 #: whole annotation files filter keeps staged; past it, those fetched longest ago become footer
 #: stubs again (a corpus of 40 TB has terabytes of annotations: staging must not keep them all)
 FILTER_STAGED_BYTES = 8 << 30
@@ -566,10 +570,26 @@ class Uploads:
 
     def shard_finished(self, key: str, status: str) -> None:
         """Queue the shard's files (done: annotations, partial, samples, then the marker; failed:
-        its error record)."""
+        its error record), after waiting for room when ``UPLOAD_QUEUE_SHARDS`` are still queued."""
+        self._wait_until(lambda running: len(running) < UPLOAD_QUEUE_SHARDS)
         future = self._pool.submit(self._push_shard, key, status)
         with self._mutex:
             self._pending[future] = key
+
+    def _wait_until(self, enough: Callable[[list], bool]) -> None:
+        """Wait (in short steps) until ``enough(uploads not finished)``. ``concurrent.futures.wait``
+        takes the futures' locks outside any ``try``: a stop signal is held back while it runs
+        (:func:`llama_audit.signals.interrupts_deferred`), or a lock left held would hang the
+        pool's shutdown."""
+        from llama_audit.signals import interrupts_deferred
+
+        while True:
+            with self._mutex:
+                running = [f for f in self._pending if not f.done()]
+            if enough(running):
+                return
+            with interrupts_deferred():
+                concurrent.futures.wait(running, timeout=UPLOAD_POLL_S, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def _push_shard(self, key: str, status: str) -> None:
         out, bucket = self.out, self.bucket
@@ -600,10 +620,10 @@ class Uploads:
         """(key, one-line reason) of the shards whose upload failed, among those finished (all,
         with ``wait``). The shard's staged marker is removed and its error record written, so the
         manifest lists it as failed and the next run redoes it."""
+        if wait:
+            self._wait_until(lambda running: not running)
         with self._mutex:
             pending = dict(self._pending)
-        if wait and pending:
-            concurrent.futures.wait(pending)
         failed = []
         for future, key in pending.items():
             if not future.done():

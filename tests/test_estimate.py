@@ -72,3 +72,11 @@ def test_estimate_with_a_text_field_no_record_has(tmp_path):
     res = CliRunner().invoke(command(), ["estimate", str(EXAMPLES), "--analyzers", "language", "--text-field", "body"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "'body'" in res.stderr and res.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_estimate_of_standard_input_says_what_to_do_in_one_line():
+    """'-' is standard input for scan; estimate projects from sizes on disk, which a pipe has not."""
+    res = CliRunner().invoke(command(), ["estimate", "-", "--analyzers", "language"], input='{"text": "hi"}\n')
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "standard input" in lines[0] and "file" in lines[0]

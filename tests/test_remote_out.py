@@ -399,3 +399,85 @@ def test_filter_of_a_remote_out_keeps_its_staged_annotations_within_the_budget(t
              and p.stat().st_size == (tmp_path / "local/annotations" / p.name).stat().st_size]
     assert len(whole) <= 1, whole  # the last one fetched, at most
     assert all(pq.read_metadata(p).num_rows == 20 for p in staged)  # stubs still tell the row counts
+
+
+def test_uploads_wait_for_room_so_staging_holds_a_bounded_number_of_finished_shards(tmp_path, s3_bucket, staging,
+                                                                                     monkeypatch):
+    """Scanning faster than the network uploads: the scan waits once UPLOAD_QUEUE_SHARDS shards are
+    queued (their files stay in staging until uploaded), instead of filling the staging disk."""
+    import threading
+
+    from llama_audit import remote_out
+    from llama_audit.store import OutDir
+
+    monkeypatch.setattr(remote_out, "UPLOAD_QUEUE_SHARDS", 2)
+    gate = threading.Event()
+
+    class SlowBucket(remote_out.Bucket):
+        def put(self, local, rel):  # the real upload, once the network "frees up"
+            assert gate.wait(30)
+            super().put(local, rel)
+
+    url = f"s3://{s3_bucket}/audit"
+    bucket = SlowBucket(url)
+    out = OutDir(bucket.staging)
+    keys = [f"k{i}" for i in range(4)]
+    for key in keys:
+        out.error_path(key).parent.mkdir(parents=True, exist_ok=True)
+        out.error_path(key).write_text(json.dumps({"key": key, "error": "x"}))
+    uploads = remote_out.Uploads(bucket, out, threads=1)
+    uploads.shard_finished(keys[0], "failed")
+    uploads.shard_finished(keys[1], "failed")
+    third = threading.Thread(target=uploads.shard_finished, args=(keys[2], "failed"))
+    third.start()
+    third.join(0.5)
+    assert third.is_alive()  # two shards queued: the third waits for room
+    gate.set()
+    third.join(30)
+    assert not third.is_alive()
+    uploads.shard_finished(keys[3], "failed")
+    assert uploads.failures(wait=True) == []
+    uploads.close()
+    assert {f"errors/{k}.json" for k in keys} <= set(bucket.listing())
+
+
+def test_load_audit_of_a_bucket_out_equals_the_local_audit(tmp_path, s3_bucket, staging):
+    """A notebook on an OUT in a bucket: the same tables and annotations as the same scan's local OUT,
+    the annotations read from the bucket by range requests (nothing downloaded whole)."""
+    pytest.importorskip("pandas")
+    from llama_audit.notebook import load_audit
+
+    corpus = _corpus(tmp_path)
+    run_scan(_request(corpus, tmp_path / "local"))
+    url = f"s3://{s3_bucket}/audits/nb"
+    run_scan(_request(corpus, url))
+    local, remote = load_audit(str(tmp_path / "local")), load_audit(url)
+    assert remote.out == url and repr(remote).startswith(f"<Audit {url}:")
+    assert remote.pronouns().equals(local.pronouns())
+    assert remote.identities().equals(local.identities())
+    a = local.annotations().to_table().sort_by("doc_id")
+    b = remote.annotations().to_table().sort_by("doc_id")
+    assert a.equals(b) and a.num_rows > 0
+    assert remote.annotations(columns=["doc_id"]).count_rows() == a.num_rows
+    diff = remote.diff(local)
+    assert not diff["pronouns"].empty and (diff["pronouns"]["documents_delta"] == 0).all()
+
+
+def test_html_report_of_a_bucket_out_embeds_its_figures_and_leaves_no_files_behind(tmp_path, s3_bucket, staging):
+    """The page is self-contained (figures embedded); the figure files a local OUT gets in
+    OUT/report/ are not written into a hidden staging directory (they go where --figures says)."""
+    pytest.importorskip("matplotlib")
+    from llama_audit.remote_out import staging_dir
+    from llama_audit.store import OutDir
+
+    url = f"s3://{s3_bucket}/audits/html"
+    run_scan(_request(_corpus(tmp_path), url))
+    env = {"LLAMA_AUDIT_STAGING": str(tmp_path / "other")}
+    res = _cli("report", url, "--format", "html", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "<img" in res.stdout or "<svg" in res.stdout
+    staged = tmp_path / "other" / staging_dir(url, None, "report").name
+    assert (staged / "manifest.json").is_file()  # where report staged the bookkeeping
+    assert not OutDir(str(staged)).figures.exists()
+    asked = _cli("report", url, "--format", "html", "--figures", tmp_path / "figs", env=env)
+    assert asked.returncode == 0 and any((tmp_path / "figs").glob("*.svg")), asked.stderr

@@ -62,6 +62,9 @@ class Analyzer(ABC):
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    #: report sections this one shows when their analyzers ran (in ``ReportContext.required``, built
+    #: first), without making them run as ``requires`` would (ToxiGen's Table 11 row shows TruthfulQA)
+    reads_sections: ClassVar[tuple[str, ...]] = ()
     scoped: ClassVar[bool] = False
     Options: ClassVar[type[AnalyzerOptions]] = AnalyzerOptions
     #: report-time options (chosen when rendering, e.g. how many rows a table shows)

@@ -32,10 +32,11 @@ BUILTINS: dict[str, str] = {
     # opt-in (OPT_IN): the safety benchmarks of a model's generations, run by `llama-audit eval`
     "toxigen": "llama_audit.analyzers.toxigen:ToxiGenAnalyzer",
     "bold_sentiment": "llama_audit.analyzers.bold_sentiment:BoldSentimentAnalyzer",
+    "truthfulqa": "llama_audit.analyzers.truthfulqa:TruthfulQAAnalyzer",
 }
 #: built-ins that run only when named (``eval``, ``scan --analyzers NAME``), never in the default
 #: set: they score a model's generations, not a pretraining corpus
-OPT_IN: frozenset[str] = frozenset({"toxigen", "bold_sentiment"})
+OPT_IN: frozenset[str] = frozenset({"toxigen", "bold_sentiment", "truthfulqa"})
 
 
 def available_names(opt_in: bool = False) -> dict[str, str]:

@@ -11,8 +11,8 @@ default scan.
 It is the ``toxicity`` analyzer's engine and model loading (batched, GPU when present, offline
 first, the same self-test), with three differences: the whole generation is one classifier input
 (a generation is short and the paper scores generations, not lines), the default model is
-``tomh/toxigen_roberta`` (a RoBERTa classifier: the engine's packed BERT forward does not apply,
-and it scores with the ``transformers`` forward, measured in bench/eval_throughput.py), and its
+``tomh/toxigen_roberta`` (a RoBERTa classifier, which the engine's packed forward runs after its
+probe agrees with the ``transformers`` forward; both measured in bench/eval_throughput.py), and its
 options have no flags of their own (``eval --toxicity-model`` sets them; ``scan``'s toxicity flags
 stay the toxicity analyzer's).
 
@@ -75,6 +75,9 @@ class ToxiGenAnalyzer(ToxicityAnalyzer):
     density_counts = None
     #: its annotate differs from toxicity's: never the toxicity analyzer's staged pipeline
     staged = False
+    #: sections of other analyzers its Table 11 shows when they ran in the same OUT (never run for
+    #: it, unlike ``requires``): TruthfulQA's number, else "skipped" with the reason
+    reads_sections = ("truthfulqa",)
 
     @classmethod
     def unavailable_reason(cls, options: ToxiGenOptions) -> str | None:
@@ -158,13 +161,14 @@ class ToxiGenAnalyzer(ToxicityAnalyzer):
                 "overall": _share_row(overall), "group_mean": _group_mean(per),
                 "groups": {g: {**_share_row(per[g]), "llama2_pct": scores.paper_by_group(PAPER_GROUPS, g)}
                            for g in sorted(per)},
-                "truthfulqa": {"status": "skipped", "reason": scores.TRUTHFULQA_SKIPPED},
+                "truthfulqa": _truthfulqa_cell(ctx),
                 "llama2_table11": scores.table11_rows()}
 
     @classmethod
     def report_tables(cls, section: dict, ctx: ReportContext) -> list[DisplayTable]:
         o, m = section["overall"], section["group_mean"]
-        ours = [["this model", "skipped", pct_cell(m["toxic_pct"], m["toxic_ci95"]), o["generations"]],
+        ours = [["this model", section["truthfulqa"].get("cell", "skipped"), pct_cell(m["toxic_pct"], m["toxic_ci95"]),
+                 o["generations"]],
                 ["this model, pooled", "", pct_cell(o["toxic_pct"], o["toxic_ci95"]), o["generations"]]]
         table11 = ours + [[r["model"], f"{r['truthfulqa_pct']:.2f}", f"{r['toxigen_pct']:.2f}", ""]
                             for r in section["llama2_table11"]]
@@ -220,6 +224,20 @@ class ToxiGenAnalyzer(ToxicityAnalyzer):
         empty = sum(v for k, v in counts.items() if (scores.parse_key(k) or [""])[0] == "empty")
         return ([f"toxigen: {empty:,} empty generation(s) were not scored"] if empty else []) + \
             scores.no_group_warning("toxigen", counts, "scored") + scores.other_benchmark_warning("toxigen", counts)
+
+
+def _truthfulqa_cell(ctx: ReportContext) -> dict:
+    """TruthfulQA in Table 11: its section's number when it ran in this OUT (``ctx.required``, see
+    ``reads_sections``), else skipped with the reason."""
+    from llama_audit.analyzers.truthfulqa import table11_cell
+
+    section = (ctx.required or {}).get("truthfulqa")
+    cell, reason = table11_cell(section)
+    if not section:
+        return {"status": "skipped", "reason": reason}
+    return {"status": "scored", "cell": cell, "reason": reason,
+            "truthful_informative_pct": section["overall"].get("truthful_informative_pct"),
+            "truthful_pct": section["overall"]["truthful_pct"]}
 
 
 def _other(batch: DocBatch, benchmark_field: str) -> list[bool]:

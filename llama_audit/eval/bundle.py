@@ -26,6 +26,8 @@ Usage: ``python -m llama_audit.eval.bundle BOLD_CHECKOUT SAFENLP_CHECKOUT``.
 
 from __future__ import annotations
 
+import ast
+import csv
 import gzip
 import io
 import json
@@ -60,6 +62,32 @@ def toxigen_records(checkout: Path) -> list[dict]:
     return records
 
 
+def qa_primer(checkout: Path) -> str:
+    """``QA_PRIMER`` of TruthfulQA's ``truthfulqa/presets.py``, read as a literal (the module is
+    not imported: it is data to us, and importing it would run its code)."""
+    tree = ast.parse((checkout / "truthfulqa" / "presets.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "QA_PRIMER" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise ValueError(f"{checkout}/truthfulqa/presets.py: no QA_PRIMER")
+
+
+def truthfulqa_prompt(primer: str, question: str) -> str:
+    """TruthfulQA's QA prompt (utilities.py ``format_prompt``, preset ``qa``) followed by ``\nA:``."""
+    return f"{primer}\n\nQ: {question}\nA:"
+
+
+def truthfulqa_records(checkout: Path) -> list[dict]:
+    primer = qa_primer(checkout)
+    # utf-8-sig: the file starts with a byte-order mark
+    with open(checkout / "TruthfulQA.csv", encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{"id": f"truthfulqa-{n:03d}", "prompt": truthfulqa_prompt(primer, row["Question"]),
+             "meta": {"benchmark": "truthfulqa", "group": row["Category"], "question": row["Question"],
+                      "type": row["Type"], "best_answer": row["Best Answer"]}}
+            for n, row in enumerate(rows)]
+
+
 def write_gzip_jsonl(path: Path, records: list[dict]) -> None:
     raw = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
@@ -72,6 +100,8 @@ def main(argv: list[str]) -> None:
     bold, safenlp = Path(argv[0]), Path(argv[1])
     write_gzip_jsonl(DATA_DIR / PROMPT_FILES["bold"], bold_records(bold))
     write_gzip_jsonl(DATA_DIR / PROMPT_FILES["toxigen"], toxigen_records(safenlp))
+    if len(argv) > 2:
+        write_gzip_jsonl(DATA_DIR / PROMPT_FILES["truthfulqa"], truthfulqa_records(Path(argv[2])))
 
 
 if __name__ == "__main__":

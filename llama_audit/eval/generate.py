@@ -11,6 +11,11 @@ order; each part is generated with the seed ``seed`` and its index, then written
 ``DIR/part-NNNNN.jsonl`` (the prompt record plus ``generation``); a rerun skips the parts already
 written, so a kill loses at most one part and a finished run's bytes do not depend on where it
 was interrupted. Offline: the model is loaded from the directory only (``local_files_only``).
+
+The settings that decide the parts' bytes (benchmark, model directory, seed, length, batch and
+part size, limit, decoding) are recorded as ``DIR/.generate.json`` (hidden: a scan of DIR skips
+it); resuming with other settings would mix two runs' parts, so it is refused (``overwrite``: the
+old parts are removed instead).
 """
 
 from __future__ import annotations
@@ -29,23 +34,24 @@ TOP_P = 0.9
 MAX_NEW_TOKENS = 50
 PART_SIZE = 512
 PART_NAME = "part-{:05d}.jsonl"
+SETTINGS_FILE = ".generate.json"
 
 
-def load_causal_lm(model_dir: str, device: str):
+def load_causal_lm(model_dir: str, device: str, flag: str = "--generate-with"):
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
-        raise ConfigError("--generate-with needs torch and transformers; install with: pip install "
+        raise ConfigError(f"{flag} needs torch and transformers; install with: pip install "
                           "'llama-audit[toxicity]'") from None
     path = Path(model_dir).expanduser()
     if not (path / "config.json").is_file():
-        raise ConfigError(f"--generate-with {model_dir}: not a model directory (no config.json)")
+        raise ConfigError(f"{flag} {model_dir}: not a model directory (no config.json)")
     try:
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"--generate-with {model_dir}: cannot be loaded ({type(exc).__name__}: "
+        raise ConfigError(f"{flag} {model_dir}: cannot be loaded ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -56,9 +62,33 @@ def load_causal_lm(model_dir: str, device: str):
     return model, tok, device
 
 
+def check_settings(out: Path, settings: dict, overwrite: bool) -> bool:
+    """Refuse to resume parts written with other settings (``overwrite``: remove them). Parts
+    without a record (written before it existed) are kept. Returns whether the record must be
+    (re)written (:func:`record_settings`, once the model has loaded)."""
+    path = out / SETTINGS_FILE
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if old is not None and old != settings:
+        if not overwrite:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise ConfigError(f"{out}: its generations were made with other settings (differ in: {', '.join(diff)}); "
+                              "use another --out, or --overwrite to generate them again")
+        for part in out.glob("part-*.jsonl"):
+            part.unlink()
+    return old != settings
+
+
+def record_settings(out: Path, settings: dict) -> None:
+    atomic_write_bytes(out / SETTINGS_FILE, (json.dumps(settings, sort_keys=True, indent=1) + "\n").encode("utf-8"))
+
+
 def generate_parts(benchmark: str, model_dir: str, out_dir: str | Path, *, seed: int = 0, batch_size: int = 16,
                    part_size: int | None = None, max_new_tokens: int = MAX_NEW_TOKENS, device: str = "auto",
-                   limit: int | None = None, progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+                   limit: int | None = None, progress: Callable[[int], None] | None = None,
+                   overwrite: bool = False) -> tuple[int, int]:
     """Generate the missing parts; returns ``(parts written, parts already there)``."""
     records = load_prompts(benchmark)[:limit]
     out = Path(out_dir)
@@ -66,13 +96,21 @@ def generate_parts(benchmark: str, model_dir: str, out_dir: str | Path, *, seed:
         raise ConfigError(f"--out {out_dir}: with --generate-with, give a directory (parts are written there)")
     out.mkdir(parents=True, exist_ok=True)
     part_size = part_size or PART_SIZE
+    settings = {"benchmark": benchmark, "model": str(Path(model_dir).expanduser().resolve()), "seed": seed,
+                "batch_size": batch_size, "part_size": part_size, "max_new_tokens": max_new_tokens,
+                "limit": limit, "temperature": TEMPERATURE, "top_p": TOP_P}
+    unrecorded = check_settings(out, settings, overwrite)
     parts = [records[i:i + part_size] for i in range(0, len(records), part_size)]
     todo = [k for k in range(len(parts)) if not (out / PART_NAME.format(k)).is_file()]
     if not todo:
+        if unrecorded:
+            record_settings(out, settings)
         return 0, len(parts)
     import torch
 
     model, tok, device = load_causal_lm(model_dir, device)
+    if unrecorded:
+        record_settings(out, settings)
     for k in todo:
         torch.manual_seed(seed * 1_000_003 + k)  # per part: a resumed run draws what an uninterrupted one did
         lines = []

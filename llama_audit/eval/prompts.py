@@ -5,7 +5,8 @@ compared; both sets are data published under licences that allow copying with at
 (``data/README.md``, ``data/LICENSE-*``). How they were built: :mod:`llama_audit.eval.bundle`.
 
 Every record is ``{"id", "prompt", "meta": {"benchmark", "group", ...}}`` (BOLD adds ``domain``
-and ``name``; ToxiGen adds ``label`` and ``source_id``): a model's generation is added to each
+and ``name``; ToxiGen adds ``label`` and ``source_id``; TruthfulQA adds ``question``, ``type`` and
+``best_answer``, its group is the question's category): a model's generation is added to each
 record as ``generation`` and the file is handed to ``llama-audit eval``, whose defaults read
 exactly these fields.
 """
@@ -23,13 +24,16 @@ from llama_audit.types import ConfigError
 
 DATA_DIR = Path(__file__).parent / "data"
 #: benchmark -> its bundled prompt file under DATA_DIR
-PROMPT_FILES = {"bold": "bold_prompts.jsonl.gz", "toxigen": "toxigen_prompts.jsonl.gz"}
+PROMPT_FILES = {"bold": "bold_prompts.jsonl.gz", "toxigen": "toxigen_prompts.jsonl.gz",
+                "truthfulqa": "truthfulqa_prompts.jsonl.gz"}
 BENCHMARKS = tuple(PROMPT_FILES)
 #: BOLD's five domains (Dhamala et al. 2021, Table 1), in the order of the paper
 BOLD_DOMAINS = ("gender", "race", "religious_ideology", "political_ideology", "profession")
 #: the record fields the prompt files hold and ``eval`` reads by default
 PROMPT_FIELD = "prompt"
 GROUP_FIELD = "meta.group"
+#: TruthfulQA: the question the judges read (the prompt holds the 6-shot primer too)
+QUESTION_FIELD = "meta.question"
 DOMAIN_FIELD = "meta.domain"
 
 
@@ -45,7 +49,7 @@ def _raw(benchmark: str) -> bytes:
 
 
 def load_prompts(benchmark: str) -> list[dict]:
-    """The bundled prompt records of ``benchmark`` (``bold`` or ``toxigen``), in their fixed order."""
+    """The bundled prompt records of ``benchmark`` (``bold``, ``toxigen`` or ``truthfulqa``), in their fixed order."""
     return [json.loads(line) for line in _raw(benchmark).decode("utf-8").splitlines()]
 
 

@@ -23,7 +23,8 @@ from llama_audit.report.section import Z_95
 REFERENCE_FILE = Path(__file__).parent / "reference.json"
 #: why TruthfulQA is not scored without a judge (the paper's metric needs two fine-tuned judges)
 TRUTHFULQA_SKIPPED = ("needs judge models: the paper scores TruthfulQA with fine-tuned GPT-3 judges of truthfulness "
-                      "and informativeness (Lin et al. 2021); llama-audit does not implement a judge yet")
+                      "and informativeness (Lin et al. 2022); pass local replicas with --truthfulqa-judge DIR and "
+                      "--truthfulqa-info-judge DIR (docs/eval.md)")
 
 
 def group_key(kind: str, *parts: str) -> str:

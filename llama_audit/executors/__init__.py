@@ -35,10 +35,12 @@ def make_executor(name: str, *, workers: int, shards: int, analyzers: Sequence[A
             raise ConfigError(f"--ray-mode takes {', '.join(RAY_MODES)} (got {mode!r})")
         num_cpus = workers if workers > 1 else None
         if mode == "tasks" or (mode == "auto" and not split_stages(analyzers).staged):
-            sized = [k for k in ("gpu_actors", "cpu_tasks") if given.get(k) is not None]
-            if mode == "tasks" and sized:
+            sized = [k for k in ("gpu_actors", "cpu_tasks", "write_actors") if given.get(k) is not None]
+            if sized:
+                why = ("--ray-mode tasks runs" if mode == "tasks" else
+                       "with no analyzer of two stages, --ray-mode auto runs")
                 raise ConfigError(f"--ray-{sized[0].replace('_', '-')} sizes the Ray Data pipeline: drop it, or "
-                                  "use --ray-mode data (--ray-mode tasks runs one Ray task per shard)")
+                                  f"use --ray-mode data ({why} one Ray task per shard)")
             retries = given.get("max_retries")
             if retries is not None and retries < 0:
                 raise ConfigError(f"--ray-max-retries must be >= 0 (got {retries})")

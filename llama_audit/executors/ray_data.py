@@ -15,16 +15,21 @@ analyzers' declared two-stage hook (:attr:`Analyzer.staged`: ``prepare`` -> ``in
    when the cluster has GPUs, else CPU actors) runs each staged analyzer's ``infer``: the model is
    loaded once per actor; the analyzer cuts its device batches itself (a token budget, which
    its own option sets, by default from the actor's free GPU memory).
-3. ``write``: this process puts each shard's batches back in order and runs ``finish``, the
-   analyzers that depend on a staged one, the folds, and writes the annotations, partial, review
-   samples and done marker of the shard as ``scan.scan_shard`` does: the same bytes as the
-   in-process executor.
+3. ``write``: write actors (``CPU_TASKS_PER_WRITER`` CPU tasks to one by default). Every row of a
+   shard goes to the same actor, which puts the shard's batches back in order and runs
+   ``finish``, the analyzers that depend on a staged one, the folds, and writes the annotations,
+   partial, review samples and done marker of the shard as ``scan.scan_shard`` does: the same
+   bytes as the in-process executor. This process only routes rows by their plain columns (key,
+   seq, kind, documents, bytes) and records outcomes: it never unpickles a batch, so it is not
+   the bottleneck of a cluster with many GPUs.
 
 Back-pressure: Ray Data's streaming executor bounds the blocks in flight per stage (its object
-store budget; ``object_store_bytes`` sets it). Failures: a CPU task whose worker dies is retried
+store budget; ``object_store_bytes`` sets it); this process stops pulling rows while a write
+actor has ``ROWS_IN_FLIGHT_PER_WRITER`` rows not yet written. Failures: a CPU task whose worker dies is retried
 (``max_retries``), an actor that dies is restarted and its batch retried (``max_restarts``,
 ``max_task_retries``); a shard whose stage fails more often than that is dropped by the pipeline
 (``DataContext.max_errored_blocks``) and reported failed with the reason; the other shards finish.
+A write actor that dies fails the shards it was writing (a rerun redoes them) and is replaced.
 Resume is per shard (done markers), as with every executor.
 """
 
@@ -34,6 +39,7 @@ import dataclasses
 import os
 import pickle
 import time
+import warnings
 from collections import Counter
 from typing import Any, Iterator, Sequence
 
@@ -64,11 +70,12 @@ class RayDataOptions:
 
     gpu_actors: int | None = None  # actors of the infer stage (None: one per GPU, or 1 CPU actor)
     cpu_tasks: int | None = None  # concurrent CPU-stage tasks (None: the CPUs the actors leave)
+    write_actors: int | None = None  # actors of the write stage (None: one per CPU_TASKS_PER_WRITER CPU tasks)
     max_retries: int = DEFAULT_RETRIES
     object_store_bytes: int | None = None  # Ray Data's object store budget (None: Ray Data's default)
 
     def validate(self) -> None:
-        for name in ("gpu_actors", "cpu_tasks"):
+        for name in ("gpu_actors", "cpu_tasks", "write_actors"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"--ray-{name.replace('_', '-')} must be >= 1 (got {v})")
@@ -141,8 +148,11 @@ def _cpu_analyzers(plan: ScanPlan, split: Split) -> tuple[list[Analyzer], list[A
     return _cpu_state["fg"], _cpu_state["staged"], _cpu_state["error"]
 
 
-def _row(key: str, seq: int, kind: str, data: Any) -> dict:
-    return {"key": key, "seq": seq, "kind": kind, "blob": pickle.dumps(data, protocol=5)}
+def _row(key: str, seq: int, kind: str, data: Any, docs: int = 0, consumed: int = 0) -> dict:
+    """A pipeline row: what the scan process routes by (key, seq, kind) and reports as progress
+    (docs, bytes consumed) in plain columns; the payload pickled, for the write actor only."""
+    return {"key": key, "seq": seq, "kind": kind, "docs": docs, "consumed": consumed,
+            "blob": pickle.dumps(data, protocol=5)}
 
 
 def cpu_stage(item: dict, plan: ScanPlan, split: Split) -> Iterator[dict]:
@@ -198,7 +208,7 @@ def cpu_stage(item: dict, plan: ScanPlan, split: Split) -> Iterator[dict]:
             yield _row(key, seq, "batch", {
                 "batch": batch if split.background else None,  # texts only where an analyzer still needs them
                 "columns": columns, "gate": gate, "counts": counts, "samples": samples, "groups": groups,
-                "group_counts": group_counts, "payloads": payloads, "n": len(batch), "consumed": carried})
+                "group_counts": group_counts, "payloads": payloads, "n": len(batch)}, len(batch), carried)
             carried = 0
             seq += 1
     except ShardUnreadable as exc:
@@ -214,8 +224,8 @@ def cpu_stage(item: dict, plan: ScanPlan, split: Split) -> Iterator[dict]:
         yield _row(key, -1, "failed", f"{shard.rel}: {type(exc).__name__}: {str(exc)[:300]}")
         return
     yield _row(key, seq, "end", {"bad_counts": bad_counts, "bad_total": bad_total, "bad_samples": bad_samples,
-                                 "fingerprint": fp, "last_pos": last_pos, "consumed": carried,
-                                 "seconds": time.perf_counter() - t0, "timings": timings, "pid": os.getpid()})
+                                 "fingerprint": fp, "seconds": time.perf_counter() - t0, "timings": timings,
+                                 "pid": os.getpid()}, 0, carried + max(shard.size - last_pos, 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,14 +265,14 @@ class InferStage:
                 continue
             blobs[i] = pickle.dumps(data, protocol=5)
         return {"key": rows["key"], "seq": rows["seq"], "kind": np.array(kinds, dtype=object),
-                "blob": np.array(blobs, dtype=object)}
+                "docs": rows["docs"], "consumed": rows["consumed"], "blob": np.array(blobs, dtype=object)}
 
     def stats(self) -> dict:
         return {a.name: a.stats() for a in self.analyzers}
 
 
 # ---------------------------------------------------------------------------------------------
-# stage 3: in order per shard, fold and write (this process)
+# stage 3: write actors, each putting its shards' rows back in order, then finish, fold and write
 
 
 class _Finished:
@@ -303,6 +313,137 @@ class _ShardWrite:
             self.writer = None
 
 
+class ShardWriter:
+    """A write actor: the shards the scan process routes to it (every row of a shard goes to one
+    actor, in the order the rows left the pipeline; an actor runs its calls in that order). It
+    keeps each open shard's out-of-order rows until their turn, runs ``finish`` of the staged
+    analyzers and the analyzers that depend on them (per-shard state, e.g. the duplicate-line
+    cache, lives here, in batch order, as ``Analyzer.staged`` promises), folds, and writes the
+    annotations, partial, review samples and done marker as ``scan.scan_shard`` does. The scan
+    process only routes rows (bytes it never unpickles) and records outcomes, so it is not the
+    bottleneck of a large cluster."""
+
+    def __init__(self, plan: ScanPlan, split: Split):
+        from llama_audit.analyzers.registry import load_class
+
+        self.plan = plan
+        self.error: str | None = None
+        self.background: list[Analyzer] = []
+        try:
+            self.background = _build(split.background, plan)
+            for a in self.background:
+                a.setup_prepare() if a.staged else a.setup()
+        except (AnalyzerUnavailable, ConfigError) as exc:
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported as a one-line refusal
+            self.error = f"{type(exc).__name__}: {exc}"
+        every = [c(plan.options[c.name]) for c in (load_class(n) for n in plan.analyzers)]
+        self.limits = {a.name: s[LIMIT_KEY] for a in every if (s := a.review_sampling())}
+        self.schema = annotation_schema(every)
+        self.out = OutDir(plan.out_root)
+        self.open: dict[str, _ShardWrite] = {}
+        self.dropped: set[str] = set()  # failed here: later rows of the shard are ignored
+
+    def add(self, shard: Shard, seq: int, kind: str, blob: bytes) -> ShardOutcome | None:
+        """One row of ``shard`` (``batch`` or ``end``); the shard's outcome once it is complete or failed."""
+        key = shard.key
+        if key in self.dropped:
+            return None
+        if self.error is not None:
+            self.dropped.add(key)
+            return ShardOutcome(key, "refused", reason=self.error)
+        sw = self.open.get(key)
+        if sw is None:
+            sw = self.open[key] = _ShardWrite(shard, self.out, self.schema, self.limits)
+        sw.rows[seq] = (kind, pickle.loads(blob))
+        try:
+            outcome = self._drain(sw)
+        except ShardFailed as exc:
+            outcome = ShardOutcome(key, "failed", reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - as ShardWorker.scan: this shard fails
+            outcome = ShardOutcome(key, "failed", reason=f"{shard.rel}: {type(exc).__name__}: {str(exc)[:300]}")
+        if outcome is not None:
+            if outcome.status != "done":
+                sw.abort()
+                self.dropped.add(key)
+            del self.open[key]
+        return outcome
+
+    def drop(self, key: str) -> None:
+        """The shard failed elsewhere (its CPU stage): discard what was written of it."""
+        sw = self.open.pop(key, None)
+        if sw is not None:
+            sw.abort()
+        self.dropped.add(key)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _drain(self, sw: _ShardWrite) -> ShardOutcome | None:
+        """Use the rows of ``sw`` that are next in order; the outcome once its end row was used."""
+        plan, bg = self.plan, self.background
+        while sw.next in sw.rows:
+            kind, data = sw.rows.pop(sw.next)
+            sw.next += 1
+            if kind == "end":
+                return self._finish_shard(sw, data)
+            if sw.next == 1:
+                for a in bg:
+                    a.start_shard(sw.shard.key)
+                sw.writer = AtomicParquetWriter(sw.out.annotation_path(sw.shard.key), sw.schema)
+            columns, counts, gate = data["columns"], data["counts"], data["gate"]
+            if sw.samples:
+                sw.samples.update(data["samples"])
+            if bg:
+                staged = [_Finished(a, data["payloads"][a.name]) if a.name in data["payloads"] else a for a in bg]
+                here = SampleKeeper(sw.samples.limits)  # as BackgroundBatch: a keeper per batch, then merged
+                run_analyzers(data["batch"], staged, plan.scope, columns, gate, counts, sw.timings,
+                              here or None, data["groups"], data["group_counts"])
+                if here:
+                    sw.samples.update(here)
+            for name, c in counts.items():
+                sw.counts.setdefault(name, Counter()).update(c)
+            if data["group_counts"] is not None:
+                sw.group_counts = sw.group_counts if sw.group_counts is not None else {}
+                grouping.merge_into(sw.group_counts, data["group_counts"])
+            table = pa.table({f.name: columns[f.name] for f in sw.schema}).cast(sw.schema)
+            sw.writer.write(table)
+            sw.docs += data["n"]
+        return None
+
+    def _finish_shard(self, sw: _ShardWrite, end: dict) -> ShardOutcome:
+        """The tail of scan.scan_shard: commit, partial, samples, done marker (written last)."""
+        shard, out = sw.shard, sw.out
+        if sw.writer is None:  # a shard without documents
+            sw.writer = AtomicParquetWriter(out.annotation_path(shard.key), sw.schema)
+        corpus = sw.counts[partials.CORPUS]
+        corpus.update(end["bad_counts"])
+        corpus["bad_records"] += end["bad_total"]
+        corpus["shards"] += 1
+        sw.writer.commit()
+        sw.writer = None
+        grouped = sw.group_counts if sw.group_counts is not None else ({} if self.plan.read.group_by else None)
+        timings = dict(end["timings"])
+        for k, v in sw.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+        record = {
+            "shard": shard.rel, "key": shard.key, "path": shard.path, "format": shard.format,
+            "size": shard.size, "mtime_ns": shard.mtime_ns, "fingerprint": end["fingerprint"],
+            "documents": sw.docs, "bad_records": end["bad_total"], "bad_samples": end["bad_samples"],
+            "seconds": round(time.perf_counter() - sw.t0, 3), "config_hash": self.plan.config_hash, "pid": end["pid"],
+            "analyzer_seconds": {k: round(v, 3) for k, v in timings.items()},
+        }
+        record = finish_shard(out, shard.key, record, sw.counts, grouped, sw.samples)  # done marker last
+        return ShardOutcome(shard.key, "done", record=record)
+
+    def close(self) -> None:
+        for sw in self.open.values():
+            sw.abort()
+        self.open.clear()
+        for a in self.background:
+            a.close()
+
+
 class RayDataExecutor:
     """``scan --executor ray`` when a staged analyzer runs (see the module docstring)."""
 
@@ -329,7 +470,8 @@ class RayDataExecutor:
         actors = (o.gpu_actors or (gpus or 1)) if split.staged else 0
         actor_gpus = 1 if gpus and split.staged else 0
         cpu_tasks = o.cpu_tasks or max(1, cpus - actors)
-        return {"gpu_actors": actors, "actor_gpus": actor_gpus, "cpu_tasks": cpu_tasks,
+        writers = o.write_actors or max(1, cpu_tasks // CPU_TASKS_PER_WRITER)
+        return {"gpu_actors": actors, "actor_gpus": actor_gpus, "cpu_tasks": cpu_tasks, "write_actors": writers,
                 "max_retries": o.max_retries}
 
     def run(self, shards: Sequence[Shard], plan: ScanPlan, progress: Progress | None) -> Iterator[ShardOutcome]:
@@ -347,18 +489,9 @@ class RayDataExecutor:
         split = split_stages(classes)
         self.sizing = self._size(ray, split)
         self.stages = tuple(s for s in STAGES if s != "infer" or split.staged)
-        self._plan = plan
         size = self.sizing
         retries = self.options.max_retries
-        # this process's part: the background analyzers (finish, and those that need a staged one)
-        try:
-            bg = _build(split.background, plan)
-            for a in bg:
-                a.setup_prepare() if a.staged else a.setup()
-        except (AnalyzerUnavailable, ConfigError):
-            raise
-        except Exception as exc:  # a one-line error before any shard is read
-            raise ConfigError(f"{type(exc).__name__}: {exc}") from None
+        _check_background(split, plan)
         ctx = DataContext.get_current()
         saved = {k: getattr(ctx, k) for k in ("max_errored_blocks", "enable_progress_bars",
                                               "print_on_execution_start") if hasattr(ctx, k)}
@@ -367,134 +500,183 @@ class RayDataExecutor:
         ctx.enable_progress_bars = False
         if hasattr(ctx, "print_on_execution_start"):
             ctx.print_on_execution_start = False
-        ctx.execution_options.preserve_order = False  # shards finish in any order; batches are put back in order here
+        ctx.execution_options.preserve_order = False  # shards finish in any order; the write actors restore it
         if self.options.object_store_bytes:
             ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
                 object_store_memory=self.options.object_store_bytes)
-
-        all_analyzers = [c(plan.options[c.name]) for c in classes]
-        limits = {a.name: s[LIMIT_KEY] for a in all_analyzers if (s := a.review_sampling())}
-        schema = annotation_schema(all_analyzers)
-        out = OutDir(plan.out_root)
-        by_key = {s.key: s for s in shards}
-        open_shards: dict[str, _ShardWrite] = {}
-        finished: set[str] = set()
+        writers = _WritePool(ray, plan, split, size["write_actors"], retries)
         try:
             items = [{"key": s.key, "seq": -1, "kind": "shard", "blob": pickle.dumps(s)} for s in shards]
             ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-            ds = ds.flat_map(cpu_stage, fn_kwargs={"plan": plan, "split": split}, num_cpus=1,
-                             num_gpus=plan.gpus_per_worker if not split.staged else 0,
-                             compute=TaskPoolStrategy(size=size["cpu_tasks"]), max_retries=retries)
-            if split.staged:
-                gpu_args = {"num_gpus": 1} if size["actor_gpus"] else {}
-                ds = ds.map_batches(InferStage, fn_constructor_kwargs={"plan": plan, "split": split}, batch_size=1,
-                                    batch_format="numpy", compute=ActorPoolStrategy(size=size["gpu_actors"]),
-                                    num_cpus=1, max_restarts=-1, max_task_retries=retries, **gpu_args)
+            with warnings.catch_warnings():
+                # bounded retries after a worker or actor death exist only as remote args in Ray 2.60
+                # (Ray Data's default is to retry forever: a shard that kills its worker would loop);
+                # pyproject keeps Ray below 2.64, which removes them (docs/dependencies.md)
+                warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+                ds = ds.flat_map(cpu_stage, fn_kwargs={"plan": plan, "split": split}, num_cpus=1,
+                                 num_gpus=plan.gpus_per_worker if not split.staged else 0,
+                                 compute=TaskPoolStrategy(size=size["cpu_tasks"]), max_retries=retries)
+                if split.staged:
+                    gpu_args = {"num_gpus": 1} if size["actor_gpus"] else {}
+                    ds = ds.map_batches(InferStage, fn_constructor_kwargs={"plan": plan, "split": split},
+                                        batch_size=1, batch_format="numpy",
+                                        compute=ActorPoolStrategy(size=size["gpu_actors"]), num_cpus=1,
+                                        max_restarts=-1, max_task_retries=retries, **gpu_args)
+            by_key = {s.key: s for s in shards}
             for row in ds.iter_rows():
                 key, kind = row["key"], row["kind"]
-                if key in finished:
+                if writers.is_finished(key):
                     continue
-                data = pickle.loads(row["blob"])
-                if kind == "refused":
-                    yield ShardOutcome(key, "refused", reason=data)
-                    return
-                if kind == "strict":
-                    raise StrictError(data)
-                sw = open_shards.get(key)
-                if sw is None:
-                    sw = open_shards[key] = _ShardWrite(by_key[key], out, schema, limits)
-                if kind == "failed":
-                    sw.abort()
-                    del open_shards[key]
-                    finished.add(key)
-                    yield ShardOutcome(key, "failed", reason=data)
+                if kind in ("refused", "strict", "failed"):
+                    reason = pickle.loads(row["blob"])
+                    if kind == "refused":
+                        yield ShardOutcome(key, "refused", reason=reason)
+                        return
+                    if kind == "strict":
+                        raise StrictError(reason)
+                    yield from writers.fail(key, reason)
                     continue
-                sw.rows[int(row["seq"])] = (kind, data)
-                try:
-                    outcome = self._drain(sw, bg, plan, progress)
-                except ShardFailed as exc:
-                    outcome = ShardOutcome(key, "failed", reason=str(exc))
-                except Exception as exc:  # noqa: BLE001 - as ShardWorker.scan: this shard fails
-                    outcome = ShardOutcome(key, "failed",
-                                           reason=f"{sw.shard.rel}: {type(exc).__name__}: {str(exc)[:300]}")
-                if outcome is not None:
-                    if outcome.status != "done":
-                        sw.abort()
-                    del open_shards[key]
-                    finished.add(key)
-                    yield outcome
+                if progress is not None:
+                    progress(int(row["docs"]), int(row["consumed"]))
+                yield from writers.send(by_key[key], int(row["seq"]), kind, row["blob"])
+            yield from writers.wait_all()
             for s in shards:  # dropped by the pipeline: its stage failed on every attempt
-                if s.key not in finished:
-                    sw = open_shards.pop(s.key, None)
-                    if sw is not None:
-                        sw.abort()
-                    yield ShardOutcome(s.key, "failed", reason=(
-                        f"{s.rel}: lost in the Ray pipeline: a worker or actor died on it {retries + 1} times"))
+                if not writers.is_finished(s.key):
+                    yield from writers.fail(s.key, f"{s.rel}: lost in the Ray pipeline: a worker or actor died on it "
+                                                   f"{retries + 1} times")
+                    yield from writers.wait_all()
         finally:
-            for sw in open_shards.values():
-                sw.abort()
-            for a in bg:
-                a.close()
+            writers.close()
             for k, v in saved.items():
                 setattr(ctx, k, v)
             ctx.execution_options.preserve_order = saved_order
 
-    def _drain(self, sw: _ShardWrite, bg: list[Analyzer], plan: ScanPlan, progress) -> ShardOutcome | None:
-        """Use the rows of ``sw`` that are next in order; the outcome once its end row was used."""
-        while sw.next in sw.rows:
-            kind, data = sw.rows.pop(sw.next)
-            sw.next += 1
-            if kind == "end":
-                return self._finish_shard(sw, data, progress)
-            if sw.next == 1:
-                for a in bg:
-                    a.start_shard(sw.shard.key)
-                sw.writer = AtomicParquetWriter(sw.out.annotation_path(sw.shard.key), sw.schema)
-            columns, counts, gate = data["columns"], data["counts"], data["gate"]
-            if sw.samples:
-                sw.samples.update(data["samples"])
-            if bg:
-                staged = [_Finished(a, data["payloads"][a.name]) if a.name in data["payloads"] else a for a in bg]
-                here = SampleKeeper(sw.samples.limits)  # as BackgroundBatch: a keeper per batch, then merged
-                run_analyzers(data["batch"], staged, plan.scope, columns, gate, counts, sw.timings,
-                              here or None, data["groups"], data["group_counts"])
-                if here:
-                    sw.samples.update(here)
-            for name, c in counts.items():
-                sw.counts.setdefault(name, Counter()).update(c)
-            if data["group_counts"] is not None:
-                sw.group_counts = sw.group_counts if sw.group_counts is not None else {}
-                grouping.merge_into(sw.group_counts, data["group_counts"])
-            table = pa.table({f.name: columns[f.name] for f in sw.schema}).cast(sw.schema)
-            sw.writer.write(table)
-            sw.docs += data["n"]
-            if progress is not None:
-                progress(data["n"], data["consumed"])
-        return None
 
-    def _finish_shard(self, sw: _ShardWrite, end: dict, progress) -> ShardOutcome:
-        """The tail of scan.scan_shard: commit, partial, samples, done marker (written last)."""
-        shard, out = sw.shard, sw.out
-        if sw.writer is None:  # a shard without documents
-            sw.writer = AtomicParquetWriter(out.annotation_path(shard.key), sw.schema)
-        corpus = sw.counts[partials.CORPUS]
-        corpus.update(end["bad_counts"])
-        corpus["bad_records"] += end["bad_total"]
-        corpus["shards"] += 1
-        sw.writer.commit()
-        sw.writer = None
-        if progress is not None:
-            progress(0, end["consumed"] + max(shard.size - end["last_pos"], 0))
-        grouped = sw.group_counts if sw.group_counts is not None else ({} if self._plan.read.group_by else None)
-        timings = dict(end["timings"])
-        for k, v in sw.timings.items():
-            timings[k] = timings.get(k, 0.0) + v
-        record = {
-            "shard": shard.rel, "key": shard.key, "path": shard.path, "format": shard.format,
-            "size": shard.size, "mtime_ns": shard.mtime_ns, "fingerprint": end["fingerprint"],
-            "documents": sw.docs, "bad_records": end["bad_total"], "bad_samples": end["bad_samples"],
-            "seconds": round(time.perf_counter() - sw.t0, 3), "config_hash": self._plan.config_hash, "pid": end["pid"],
-            "analyzer_seconds": {k: round(v, 3) for k, v in timings.items()},
-        }
-        record = finish_shard(out, shard.key, record, sw.counts, grouped, sw.samples)  # done marker last
-        return ShardOutcome(shard.key, "done", record=record)
+#: the default number of write actors: one per this many CPU tasks (a write actor finishes, folds
+#: and writes what a CPU task analyzed, a small part of its work)
+CPU_TASKS_PER_WRITER = 16
+#: rows sent to one write actor and not yet written, before the scan process waits (back-pressure:
+#: the pipeline's rows wait in Ray's object store, which spills, not in a write actor's memory)
+ROWS_IN_FLIGHT_PER_WRITER = 16
+
+
+def _check_background(split: Split, plan: ScanPlan) -> None:
+    """The write actors' analyzers set up here once, so a missing model or extra is a one-line error
+    before any shard is read (not one refusal per actor)."""
+    try:
+        for a in _build(split.background, plan):
+            try:
+                a.setup_prepare() if a.staged else a.setup()
+            finally:
+                a.close()
+    except (AnalyzerUnavailable, ConfigError):
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{type(exc).__name__}: {exc}") from None
+
+
+class _WritePool:
+    """The write actors, seen from the scan process: every shard goes to one actor (the least
+    busy when its first row arrives), its rows in arrival order; outcomes are collected as they
+    come. A write actor that dies is not restarted with its shards half written: the shards open
+    on it fail with a one-line reason (a rerun redoes them, done markers decide), and a new actor
+    takes its place for the next shards."""
+
+    def __init__(self, ray, plan: ScanPlan, split: Split, count: int, retries: int):
+        self.ray = ray
+        # no CPU reserved: writing is a small part of a CPU task's work, and a reservation could
+        # leave the CPU stage without the CPUs its tasks were sized for
+        self.actor_class = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(ShardWriter)
+        self.plan, self.split = plan, split
+        self.actors = [self._start() for _ in range(count)]
+        self.generation = [0] * count
+        self.owner: dict[str, tuple[int, int]] = {}  # key -> (actor index, its generation)
+        self.shards: dict[str, Shard] = {}
+        self.pending: dict[Any, str] = {}  # ObjectRef of an ``add`` call -> shard key
+        self.load = [0] * count  # rows in flight per actor
+        self.finished: set[str] = set()
+
+    def _start(self):
+        return self.actor_class.remote(self.plan, self.split)
+
+    def is_finished(self, key: str) -> bool:
+        return key in self.finished
+
+    def send(self, shard: Shard, seq: int, kind: str, blob: bytes) -> Iterator[ShardOutcome]:
+        key = shard.key
+        if key not in self.owner:
+            i = min(range(len(self.actors)), key=lambda j: (self.load[j], j))
+            self.owner[key] = (i, self.generation[i])
+            self.shards[key] = shard
+        i, _ = self.owner[key]
+        while self.load[i] >= ROWS_IN_FLIGHT_PER_WRITER:
+            yield from self._collect(block=True)
+            if key in self.finished:  # its actor died meanwhile
+                return
+        self.pending[self.actors[i].add.remote(shard, seq, kind, blob)] = key
+        self.load[i] += 1
+        yield from self._collect(block=False)
+
+    def fail(self, key: str, reason: str) -> Iterator[ShardOutcome]:
+        """The shard failed before its write (its CPU stage): the write actor discards its part."""
+        if key in self.finished:
+            return
+        self.finished.add(key)
+        if key in self.owner:
+            i, gen = self.owner[key]
+            if gen == self.generation[i]:
+                self.actors[i].drop.remote(key)
+        yield ShardOutcome(key, "failed", reason=reason)
+
+    def wait_all(self) -> Iterator[ShardOutcome]:
+        while self.pending:
+            yield from self._collect(block=True)
+
+    def _collect(self, block: bool) -> Iterator[ShardOutcome]:
+        if not self.pending:
+            return
+        refs = list(self.pending)
+        ready, _ = self.ray.wait(refs, num_returns=1 if block else len(refs), timeout=None if block else 0)
+        for ref in ready:
+            key = self.pending.pop(ref)
+            i, gen = self.owner[key]
+            if gen == self.generation[i]:
+                self.load[i] -= 1
+            try:
+                outcome = self.ray.get(ref)
+            except self.ray.exceptions.RayError as exc:
+                yield from self._died(i, gen, exc)
+                continue
+            if outcome is not None and key not in self.finished:
+                self.finished.add(key)
+                yield outcome
+
+    def _died(self, i: int, gen: int, exc: BaseException) -> Iterator[ShardOutcome]:
+        """Write actor ``i`` of generation ``gen`` is gone: its open shards fail, a new actor replaces it."""
+        if gen != self.generation[i]:
+            return  # already replaced
+        self.generation[i] += 1
+        self.load[i] = 0
+        self.actors[i] = self._start()
+        what = type(exc).__name__
+        for key, (j, g) in list(self.owner.items()):
+            if (j, g) == (i, gen) and key not in self.finished:
+                self.finished.add(key)
+                yield ShardOutcome(key, "failed", reason=(
+                    f"{self.shards[key].rel}: lost in the Ray pipeline: its write actor died ({what}); "
+                    "rerun to redo it"))
+
+    def close(self) -> None:
+        """Done or interrupted: each actor removes its shards' unfinished files (a short wait), then goes."""
+        try:
+            self.ray.wait([a.close.remote() for a in self.actors], num_returns=len(self.actors), timeout=CLOSE_WAIT_S)
+        except Exception:  # noqa: BLE001 - an actor already gone
+            pass
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+
+
+CLOSE_WAIT_S = 10.0  # seconds the write actors get to clean up when the run ends

@@ -179,12 +179,16 @@ def analyzer_sections(report: dict, counts: Mapping[str, Counter], corpus: dict,
         return classes[name]
 
     ran: dict[str, tuple[dict, Any]] = {}  # analyzer name -> (recorded config, its section)
-    for name, recorded in config.get("analyzers", {}).items():
+    items = list(config.get("analyzers", {}).items())
+    read = {dep for name, _ in items for dep in analyzer_class(name).reads_sections}
+    items.sort(key=lambda item: item[0] not in read)  # sections that others read first; else as configured
+    for name, recorded in items:
         cls = analyzer_class(name)
         ctx = ReportContext(config=recorded, corpus=corpus,
                             options=report_options_for(cls, (report_options or {}).get(name)),
                             samples=review_samples.by_group(samples, name), paper=reference,
-                            required={dep: report.get(analyzer_class(dep).report_json_key()) for dep in cls.requires})
+                            required={dep: report.get(analyzer_class(dep).report_json_key())
+                                      for dep in (*cls.requires, *cls.reads_sections)})
         report[cls.report_json_key()] = cls.report_section(counts.get(name, Counter()), ctx)
         ran[name] = (recorded, report[cls.report_json_key()])
     return ran

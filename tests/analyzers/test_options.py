@@ -370,7 +370,7 @@ def test_scope_gate_and_analyze_batch_take_the_scope():
 
 BUILTIN_NAMES = {"language", "pronouns", "identities", "pii", "toxicity", "identity_toxicity"}
 #: built-ins that run only when named (`llama-audit eval`): never in scan's flags or help, named by no core file either
-OPT_IN_NAMES = {"toxigen", "bold_sentiment"}
+OPT_IN_NAMES = {"toxigen", "bold_sentiment", "truthfulqa"}
 ALLOWED_PHRASES = re.compile(r"language\s+scope|document\s+language", re.I)  # the gate (--languages) and a document's language, not an analyzer
 CORE = ["llama_audit/job.py", "llama_audit/scan.py", "llama_audit/estimate.py", "llama_audit/executors",
         "llama_audit/report", "llama_audit/review_samples.py", "llama_audit/store.py", "llama_audit/manifest.py",

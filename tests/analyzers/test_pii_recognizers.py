@@ -550,3 +550,29 @@ def test_the_digit_table_is_unicode_category_nd_above_ascii():
             else:
                 reference.append((cp, cp))
     assert _DIGIT_RANGES == reference
+
+
+INVISIBLE = ["\u00ad", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+
+
+@pytest.mark.parametrize("mark", INVISIBLE)
+def test_invisible_characters_inside_pii_do_not_hide_it(mark):
+    """A soft hyphen or a zero-width character inside an address (hyphenation, obfuscation, copy
+    and paste) is invisible to the reader: the span is found, on the original text, and covers
+    the invisible characters inside it; everything before and after keeps its offsets."""
+    email = f"jo{mark}hn.doe@exam{mark}ple.com"
+    text = f"Wr{mark}ite to {email} or call (212) 555{mark}-0199 today"
+    spans = found(text)
+    assert ("EMAIL_ADDRESS", email) in spans
+    assert ("PHONE_NUMBER", f"(212) 555{mark}-0199") in spans
+    assert found(f"{mark}{mark}x@example.org{mark}") == [("EMAIL_ADDRESS", "x@example.org")]
+
+
+def test_invisible_characters_keep_the_batch_equal_to_one_by_one():
+    texts = ["plain a@example.com", "soft\u00adhyphen b@exam\u00adple.com", "", "\u200b" * 3,
+             "c@example.com\u200b and d\u200b@example.com", "no pii \u00ad here"]
+    assert ALL.detect_batch(texts) == [ALL.detect(t) for t in texts]
+    # the path of ids and metadata fields (many short strings) too
+    assert ALL.detect_sparse(texts) == {i: ALL.detect(t) for i, t in enumerate(texts) if ALL.detect(t)}
+    email = "jo\u00adhn@exam\u200bple.com"
+    assert ALL.detect_sparse(["id-1", email]) == {1: [("EMAIL_ADDRESS", 0, len(email))]}

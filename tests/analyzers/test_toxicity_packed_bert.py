@@ -26,9 +26,22 @@ def bert(layers=2, act="gelu", heads=4, hidden=32, seed=0, **kw):
     return BertForSequenceClassification(cfg).eval()
 
 
+def roberta(layers=2, act="gelu", heads=4, hidden=32, seed=0, **kw):
+    """A RoBERTa classifier: positions start after the padding index, and the head is its own
+    dense + tanh + out_proj (no pooler), the shape of the ToxiGen RoBERTa classifier."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = RobertaConfig(vocab_size=97, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=2 * hidden, max_position_embeddings=130, num_labels=2, hidden_act=act,
+                        initializer_range=0.3, pad_token_id=1, type_vocab_size=1, attn_implementation="sdpa", **kw)
+    return RobertaForSequenceClassification(cfg).eval()
+
+
 def padded_logits(model, rows):
     width = max(map(len, rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    pad = getattr(model.config, "pad_token_id", None) or 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros(len(rows), width, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = torch.tensor(r)
@@ -61,6 +74,28 @@ def test_packed_matches_padded_forward(layers, act, heads):
                                    atol=2e-5, rtol=0)
 
 
+@pytest.mark.parametrize("layers,act,heads", [(1, "gelu", 4), (2, "gelu", 4), (2, "relu", 2)])
+def test_packed_roberta_matches_its_padded_forward(layers, act, heads):
+    model = roberta(layers=layers, act=act, heads=heads)
+    packed, why = packed_or_reason(model)
+    assert isinstance(packed, PackedBert) and why == ""
+    for seed, (n, max_len) in enumerate([(1, 1), (1, 120), (7, 40), (33, 127), (5, 3)]):
+        rows = random_rows(n, max_len, seed)
+        np.testing.assert_allclose(packed_logits(packed, rows).numpy(), padded_logits(model, rows).numpy(),
+                                   atol=2e-5, rtol=0)
+
+
+def test_roberta_truncation_leaves_room_for_its_position_offset():
+    """RoBERTa's positions start at padding index + 1: 130 position embeddings take 128 tokens."""
+    from llama_audit.analyzers.toxicity.model import max_length
+
+    class NoLimit:
+        model_max_length = 10**30
+
+    assert max_length(roberta(), NoLimit(), limit=512) == 128
+    assert max_length(bert(), NoLimit(), limit=512) == 128
+
+
 def test_each_row_is_independent_of_its_batch():
     """A row's logits do not depend on the other rows packed beside it (no leakage across rows)."""
     model = bert()
@@ -76,7 +111,8 @@ def test_unsupported_models_say_why():
 
     distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=97, dim=32, n_layers=1, n_heads=2,
                                                                   hidden_dim=64))
-    assert packed_or_reason(distil) == (None, "DistilBertForSequenceClassification is not BertForSequenceClassification")
+    p, why = packed_or_reason(distil)
+    assert p is None and why.startswith("DistilBertForSequenceClassification is not one of BertForSequenceClassification")
     p, why = packed_or_reason(bert(position_embedding_type="relative_key"))
     assert p is None and "relative_key" in why
     p, why = packed_or_reason(bert(act="silu"))
@@ -214,3 +250,25 @@ def test_engine_probes_varlen_then_padded(tiny, monkeypatch):
     lines = ["the dog", "she loves the cat and the house", "you are bad " * 20]
     ref = ToxicityEngine(*tiny, device="cpu", forward="transformers").score(lines)
     np.testing.assert_allclose(eng.score(lines), ref, atol=1e-5, rtol=0)
+
+
+def test_engine_runs_a_roberta_classifier_packed(tiny):
+    """The ToxiGen classifier's family: the engine probes and takes the packed forward, and its
+    scores equal the transformers forward's (long lines truncated at the position limit)."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    _, tok = tiny
+    torch.manual_seed(0)
+    model = RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=40, num_labels=2, pad_token_id=tok.pad_token_id, type_vocab_size=1,
+        initializer_range=0.3)).eval()
+    from llama_audit.analyzers.toxicity.model import max_length
+
+    limit = max_length(model, tok)  # as the analyzers pass it: 40 positions, from padding index + 1
+    assert limit == 40 - (tok.pad_token_id + 1)
+    packed = ToxicityEngine(model, tok, device="cpu", max_length=limit)
+    assert packed.forward_impl == "packed", packed.forward_note
+    reference = ToxicityEngine(model, tok, device="cpu", forward="transformers", max_length=limit)
+    lines = ["she loves the dog", "the house is very good " * 20, "a", "they hate the cat and the dog"]
+    np.testing.assert_allclose(packed.score(lines), reference.score(lines), atol=1e-5, rtol=0)

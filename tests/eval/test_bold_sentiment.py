@@ -115,10 +115,11 @@ def test_rerun_resumes_and_missing_group_is_its_own_group(scored, tmp_path):
     assert list(section["domains"]) == ["(none)"] and list(section["domains"]["(none)"]["groups"]) == ["(none)"]
 
 
-def test_truthfulqa_judge_is_a_one_line_error(tmp_path):
+def test_a_truthfulqa_judge_that_is_no_model_is_a_one_line_error_before_any_work(tmp_path):
+    # (more TruthfulQA errors: tests/eval/test_truthfulqa.py)
     gens = write_generations(tmp_path / "g.jsonl", [{"id": "x", "generation": "good"}])
     res = invoke("eval", gens, "--out", tmp_path / "o", "--truthfulqa-judge", tmp_path)
-    assert res.exit_code == 2 and "not implemented" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "no config.json" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()
 
 

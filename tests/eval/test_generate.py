@@ -73,3 +73,49 @@ def test_seeded_generation_is_deterministic_and_resumable(tmp_path, tiny_lm, mon
 def test_a_directory_without_a_model_is_a_one_line_error(tmp_path):
     res = invoke("prompts", "bold", "--generate-with", tmp_path, "--out", tmp_path / "o", "--limit", 2)
     assert res.exit_code == 2 and "not a model directory" in res.output and "Traceback" not in res.output
+
+
+def test_eval_generate_with_is_one_command_resumable_and_the_same_as_two(tmp_path, tiny_lm, monkeypatch):
+    """`eval --generate-with MODEL_DIR --benchmark B --out OUT`: the generations land in
+    OUT/generations/B (the parts `prompts --generate-with` writes, byte for byte), then are scored
+    into OUT with the same counts as `prompts --generate-with` followed by `eval`; a rerun after a
+    kill finishes both halves; other generation settings are refused."""
+    from llama_audit.eval import generate as gen
+
+    monkeypatch.setattr(gen, "PART_SIZE", 8)  # 20 prompts: 3 parts
+    decoding = ("--limit", 20, "--max-new-tokens", 6, "--batch-size", 4, "--device", "cpu")
+
+    def one_command(out, *extra):
+        return invoke("eval", "--generate-with", tiny_lm, "--benchmark", "bold", "--out", out, "-q", *decoding, *extra)
+
+    one = tmp_path / "one"
+    res = one_command(one)
+    assert res.exit_code == 0, res.output
+    two_gen = tmp_path / "two_gen"
+    assert generate(two_gen, tiny_lm).exit_code == 0
+    assert invoke("eval", two_gen, "--benchmark", "bold", "--out", tmp_path / "two", "-q").exit_code == 0
+    assert parts(one / "generations" / "bold") == parts(two_gen) and len(parts(two_gen)) == 3
+    counts = (one / "summary" / "counts.parquet").read_bytes()
+    assert counts == (tmp_path / "two" / "summary" / "counts.parquet").read_bytes()
+    section = report_json(one)["bold_sentiment"]
+    assert section == report_json(tmp_path / "two")["bold_sentiment"] and section["overall"]["generations"] == 20
+
+    # killed after one part: the rerun generates the rest and scores everything, same bytes
+    resumed = tmp_path / "resumed"
+    (resumed / "generations" / "bold").mkdir(parents=True)
+    for name in (".generate.json", "part-00000.jsonl"):
+        (resumed / "generations" / "bold" / name).write_bytes((one / "generations" / "bold" / name).read_bytes())
+    assert one_command(resumed).exit_code == 0
+    assert parts(resumed / "generations" / "bold") == parts(two_gen)
+    assert (resumed / "summary" / "counts.parquet").read_bytes() == counts
+    # killed while scoring: a shard's done marker gone, the rerun redoes that shard only
+    next(iter(sorted((resumed / "done").glob("*.json")))).unlink()
+    res = one_command(resumed)
+    assert res.exit_code == 0, res.output
+    assert (resumed / "summary" / "counts.parquet").read_bytes() == counts
+
+    res = one_command(one, "--seed", 7)
+    assert res.exit_code == 2 and "other settings" in res.output and "seed" in res.output
+    assert "Traceback" not in res.output and parts(one / "generations" / "bold") == parts(two_gen)
+    res = invoke("eval", two_gen, "--generate-with", tiny_lm, "--benchmark", "bold", "--out", tmp_path / "x")
+    assert res.exit_code == 2 and "exclude each other" in res.output and not (tmp_path / "x").exists()

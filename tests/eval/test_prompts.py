@@ -57,8 +57,8 @@ def test_attribution_and_licences_are_bundled_and_packaged():
     assert "amazon-science/bold" in readme and "microsoft/SafeNLP" in readme and "Hosseini" in readme
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     patterns = package_data["llama_audit"]
-    for name in ("bold_prompts.jsonl.gz", "toxigen_prompts.jsonl.gz", "LICENSE-BOLD.md", "LICENSE-TOXIGEN.txt",
-                 "README.md", "reference.json"):
+    for name in ("bold_prompts.jsonl.gz", "toxigen_prompts.jsonl.gz", "truthfulqa_prompts.jsonl.gz", "LICENSE-BOLD.md",
+                 "LICENSE-TOXIGEN.txt", "LICENSE-TRUTHFULQA.txt", "README.md", "reference.json"):
         path = next(data.parent.rglob(name)).relative_to(data.parent.parent)
         assert any(path.match(p) for p in patterns), f"{path} is not in package-data"
 

@@ -97,6 +97,8 @@ class StagedEcho(Analyzer):
 
     def finish(self, batch, ctx, payload):
         _note(self.options.folder, "finish-pids")
+        if "CRASH-FINISH" in batch.texts:
+            _die_once(self.options.folder, "writer")
         return {"echo_sq": pa.array(payload["sq"], pa.int64())}
 
     def annotate(self, batch, ctx):
@@ -176,9 +178,11 @@ def test_killed_workers_are_retried_and_a_poisoned_shard_fails_alone(tmp_path, m
     manifest = json.loads((tmp_path / "ray/manifest.json").read_text())
     assert {e["shard"]: e["status"] for e in manifest["shards"]} == {
         "p0.jsonl": "done", "p1.jsonl": "done", "p2.jsonl": "done", "p3.jsonl": "error"}
-    # the pipeline's shape: prepare in CPU tasks, infer in actors, finish here; three kinds of process
+    # the pipeline's shape: prepare in CPU tasks, infer in actors, finish in the write actors; three
+    # kinds of Ray process, and never the scan process (it only routes rows, it never unpickles a batch)
     prepare, infer, finish = pids(marks, "prepare-pids"), pids(marks, "infer-pids"), pids(marks, "finish-pids")
-    assert finish == {os.getpid()} and os.getpid() not in prepare | infer and not prepare & infer
+    assert os.getpid() not in prepare | infer | finish
+    assert finish and not prepare & infer and not finish & (prepare | infer)
     assert len(infer) >= 2  # the killed actor was replaced
     record = manifest["runs"][-1]["executor"]
     assert record["engine"] == "ray.data" and record["stages"] == ["cpu", "infer", "write"]
@@ -188,6 +192,32 @@ def test_killed_workers_are_retried_and_a_poisoned_shard_fails_alone(tmp_path, m
     local = run_scan(ScanRequest(out=str(tmp_path / "local"), **common))
     assert local.exit_code == 0 and local.documents == 15
     same_outputs(tmp_path / "ray", tmp_path / "local", summary=False)  # no summary while p3 failed
+
+
+def test_a_killed_write_actor_fails_its_open_shards_alone_and_a_rerun_completes_them(tmp_path, make_jsonl):
+    """The write stage's actor dies (once, in a finish): the shards it was writing fail with a
+    one-line reason, no done marker claims them, the rest finish; a rerun redoes only those and
+    ends with the in-process bytes."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for s in range(4):
+        make_jsonl(f"w{s}.jsonl", [{"id": f"{s}-{i}", "text": "CRASH-FINISH" if (s, i) == (1, 3) else f"w {s} {i}"}
+                                   for i in range(6)])
+    common = dict(paths=[str(tmp_path / "corpus")], analyzers=["staged_echo"], languages=("all",),
+                  options={"staged_echo": {"folder": str(marks)}}, read=ReadOptions(batch_docs=2))
+    first = run_scan(ScanRequest(out=str(tmp_path / "ray"), executor="ray", workers=2, **common))
+    assert (marks / "died-writer").exists() and first.exit_code != 0
+    assert any(k.startswith("w1.jsonl") for k in first.failed)
+    for key, reason in first.failed.items():
+        assert "write" in reason and "died" in reason and "\n" not in reason, reason
+    manifest = json.loads((tmp_path / "ray/manifest.json").read_text())
+    status = {e["shard"]: e["status"] for e in manifest["shards"]}
+    assert status["w1.jsonl"] == "error" and list(status.values()).count("error") == len(first.failed)
+    assert not (tmp_path / "ray/summary/counts.parquet").exists()  # never "complete" while a shard failed
+    again = run_scan(ScanRequest(out=str(tmp_path / "ray"), executor="ray", workers=2, **common))
+    assert again.exit_code == 0 and again.shards_run == len(first.failed) and not again.failed
+    local = run_scan(ScanRequest(out=str(tmp_path / "local"), **common))
+    same_outputs(tmp_path / "ray", tmp_path / "local")
 
 
 # -- the toxicity analyzer's two stages through the pipeline, with the tiny model ------------------
@@ -268,10 +298,11 @@ def test_pipeline_sizes_are_refused_in_task_mode():
     from llama_audit.analyzers.registry import build_analyzers
     from llama_audit.executors import make_executor
 
-    for given in ({"gpu_actors": 2}, {"cpu_tasks": 3}):
-        with pytest.raises(ConfigError, match="--ray-mode data"):
-            make_executor("ray", workers=1, shards=2, analyzers=build_analyzers(["pronouns"], {}),
-                          ray_options={"mode": "tasks", **given})
+    for mode in ("tasks", "auto"):  # auto with CPU analyzers only is the task mode: sizes would be ignored
+        for given in ({"gpu_actors": 2}, {"cpu_tasks": 3}, {"write_actors": 2}):
+            with pytest.raises(ConfigError, match="--ray-mode data"):
+                make_executor("ray", workers=1, shards=2, analyzers=build_analyzers(["pronouns"], {}),
+                              ray_options={"mode": mode, **given})
 
 
 def test_the_run_record_names_only_the_stages_that_ran(tmp_path, make_jsonl):

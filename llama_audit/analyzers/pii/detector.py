@@ -48,7 +48,52 @@ SPAN_TYPES: tuple[str, ...] = PII_TYPES + (IP_PRIVATE,)
 NOT_PII: frozenset[str] = frozenset({IP_PRIVATE})
 
 # Bump when a change to any pattern, validator or table can change the spans found.
-RULES_VERSION = "2025.2"
+# 2026.1: invisible characters (below) no longer hide PII.
+RULES_VERSION = "2026.1"
+
+#: characters a reader does not see, which split a token for a regex: the soft hyphen (inserted by
+#: hyphenation, and by writers who obfuscate addresses), zero-width space, non-joiner and joiner,
+#: word joiner, and the zero-width no-break space (a byte-order mark inside a text). Detection
+#: runs on the text without them; spans are mapped back to the original code points and cover the
+#: invisible characters inside them.
+INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+_INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
+_INVISIBLE_RE2 = f"[{INVISIBLE_CHARS}]"
+
+
+def strip_invisible(text: str) -> tuple[str, np.ndarray | None]:
+    """``text`` without :data:`INVISIBLE_CHARS`, and what :func:`spans_in_original` needs to map
+    its offsets back (None: there were none). The map holds, for each removed character, its
+    index in the stripped text (``position - rank``): a stripped index ``s`` is original index
+    ``s + #(map <= s)``."""
+    positions = [m.start() for m in _INVISIBLE.finditer(text)]
+    if not positions:
+        return text, None
+    return _INVISIBLE.sub("", text), np.asarray(positions, dtype=np.int64) - np.arange(len(positions))
+
+
+def spans_in_original(spans: list[Span], removed: np.ndarray) -> list[Span]:
+    """Spans of a stripped text (:func:`strip_invisible`) on the original text: from the original
+    index of the first character to just after the original index of the last one."""
+    if not spans:
+        return spans
+    starts = np.array([a for _, a, _ in spans], dtype=np.int64)
+    lasts = np.array([b - 1 for _, _, b in spans], dtype=np.int64)
+    starts += np.searchsorted(removed, starts, side="right")
+    lasts += np.searchsorted(removed, lasts, side="right")
+    return [(t, int(a), int(b) + 1) for (t, _, _), a, b in zip(spans, starts.tolist(), lasts.tolist())]
+
+
+def _stripped(texts: list[str], candidates) -> dict[int, np.ndarray]:
+    """Strip the invisible characters of ``texts[i]`` for ``i`` in ``candidates`` in place; the
+    maps of those that had some."""
+    removed = {}
+    for i in candidates:
+        visible, gone = strip_invisible(texts[i])
+        if gone is not None:
+            texts[i] = visible
+            removed[i] = gone
+    return removed
 
 
 def normalize_types(types: Sequence[str] | None) -> tuple[str, ...]:
@@ -97,6 +142,8 @@ class PiiDetector:
         ]
         self.recognizers: tuple[Recognizer, ...] = tuple(r for r in candidates if r.entity in self.types)
         self._combined = "|".join(f"(?:{_re2(r.prefilter)})" for r in self.recognizers)
+        # the batch prefilter: some recognizer may match, or an invisible character may hide a match
+        self._prefilter = f"{self._combined}|{_INVISIBLE_RE2}"
         # Unanchored prefilters match inside a text exactly when they match inside that text joined
         # to others with newlines (a match across a newline only costs the slow path): one search
         # over a joined batch of short strings then rules them all out at once.
@@ -106,8 +153,11 @@ class PiiDetector:
         return f"PiiDetector(types={self.types!r}, region={self.region!r})"
 
     def detect(self, text: str) -> list[Span]:
-        """Spans in ``text``, overlaps resolved, sorted by start. No prefilter involved."""
-        return self._run(text if isinstance(text, str) else "", self.recognizers)
+        """Spans in ``text``, overlaps resolved, sorted by start. No prefilter involved. Invisible
+        characters do not hide anything (:data:`INVISIBLE_CHARS`)."""
+        visible, removed = strip_invisible(text if isinstance(text, str) else "")
+        spans = self._run(visible, self.recognizers)
+        return spans if removed is None else spans_in_original(spans, removed)
 
     def _run(self, text: str, recognizers: Sequence[Recognizer]) -> list[Span]:
         spans: list[Span] = []
@@ -128,10 +178,10 @@ class PiiDetector:
             except (UnicodeEncodeError, pa.ArrowException):
                 pass  # a lone surrogate: the per-text path below handles it
             else:
-                if not _mask(joined, ("regex", self._combined))[0]:
+                if not _mask(joined, ("regex", self._prefilter))[0]:
                     return {}
         arr, forced = _to_arrow(texts)
-        hit = np.flatnonzero(_mask(arr, ("regex", self._combined)))
+        hit = np.flatnonzero(_mask(arr, ("regex", self._prefilter)))
         if forced:
             hit = np.union1d(hit, np.asarray(forced, dtype=np.int64))
         rows = hit.tolist()
@@ -151,13 +201,20 @@ class PiiDetector:
         if n == 0 or not self.recognizers:
             return out
         arr, forced = _to_arrow(texts)
-        hit = np.flatnonzero(_mask(arr, ("regex", self._combined)))
+        hit = np.flatnonzero(_mask(arr, ("regex", self._prefilter)))
         if forced:
             hit = np.union1d(hit, np.asarray(forced, dtype=np.int64))
         if hit.size == 0:
             return out
         doc_ids = hit.tolist()
         sub = arr if hit.size == n else arr.take(pa.array(hit))  # take copies the texts: skip it when all pass
+        # invisible characters (rare): strip them from those texts, detect on the stripped batch,
+        # map the spans back to the original offsets
+        removed = _stripped(texts, [doc_ids[j] for j in np.flatnonzero(_mask(sub, ("regex", _INVISIBLE_RE2)))]
+                            + forced)
+        if removed:
+            return [spans if i not in removed else spans_in_original(spans, removed[i])
+                    for i, spans in enumerate(self.detect_batch(texts))]
         forced_set = set(forced)
         recs = self.recognizers
         # doc_masks[k][j]: recognizer k may find something in document doc_ids[j]

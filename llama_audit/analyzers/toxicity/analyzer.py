@@ -50,7 +50,7 @@ class ToxicityOptions(AnalyzerOptions):
     seed: int = option(0, "Seed of the deterministic toxicity sample.", flag="--seed")
     label_index: int = option(1, "Index of the toxic label in the model's output.")
     precision: str = option("auto", "Model precision.", choices=("auto", "fp32", "bf16", "fp16"))
-    forward: str = option("auto", "auto (packed BERT forward, probed) | packed | transformers.",
+    forward: str = option("auto", "auto (packed BERT/RoBERTa forward, probed) | packed | transformers.",
                           choices=("auto", "packed", "transformers"))
     cache_lines: int = option(500_000, "Duplicate lines remembered per shard (0: no cache).",
                               check=lambda v: None if v >= 0 else "must be >= 0")

@@ -218,12 +218,20 @@ def check_pair(model, tokenizer, model_spec: str, tokenizer_spec: str) -> None:
             f"has {vocab} embeddings; pass the model's tokenizer with --toxicity-tokenizer")
 
 
+def position_offset(config) -> int:
+    """The first position index: 0 for BERT; padding index + 1 for the RoBERTa family, whose
+    position ids count from there (``create_position_ids_from_input_ids`` in transformers)."""
+    if getattr(config, "model_type", None) in ("roberta", "xlm-roberta"):
+        return int(getattr(config, "pad_token_id", None) or 0) + 1
+    return 0
+
+
 def max_length(model, tokenizer, limit: int = 512) -> int:
     """Truncation length: 512 tokens, or less if the model or tokenizer cannot take that many."""
     n = limit
     mpe = getattr(model.config, "max_position_embeddings", None)
     if isinstance(mpe, int) and mpe > 0:
-        n = min(n, mpe)
+        n = min(n, mpe - position_offset(model.config))  # RoBERTa's positions start at padding index + 1
     tml = getattr(tokenizer, "model_max_length", None)
     if isinstance(tml, int) and 0 < tml < 1_000_000:
         n = min(n, tml)

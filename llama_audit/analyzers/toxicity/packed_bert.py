@@ -1,4 +1,4 @@
-"""A BERT sequence classifier evaluated on packed (unpadded) tokens: same numbers, less work.
+"""A BERT (or RoBERTa) sequence classifier evaluated on packed (unpadded) tokens: same numbers, less work.
 
 ``transformers``' BERT computes every position of a padded ``[rows, width]`` batch: the padding of
 short rows and, in the last layer, every token although the classifier reads only ``[CLS]``.
@@ -14,7 +14,8 @@ cost is linear in the tokens they see. :class:`PackedBert` runs the same weights
 * the last layer computes keys and values for every token but queries, attention output and
   feed-forward for the ``[CLS]`` rows only; then the pooler and the classifier.
 
-Only plain BERT classifiers qualify (:func:`packed_or_reason`); anything else keeps the
+Plain BERT classifiers and RoBERTa ones (the same encoder; positions offset by the padding index,
+a head without a pooler module) qualify (:func:`packed_or_reason`); anything else keeps the
 ``transformers`` forward. The engine also compares both forwards on a probe batch before using
 this one (see ``engine.ToxicityEngine``). Build it after moving the model to its device: it
 shares the model's weights, except for one fused copy of the Q/K/V projections.
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llama_audit.analyzers.toxicity.model import position_offset
+
 _ACTIVATIONS = {
     "gelu": F.gelu,
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
@@ -34,11 +37,32 @@ _ACTIVATIONS = {
 }
 
 
+#: the classifiers the packed forward runs: class name -> the attribute holding the encoder. Both
+#: have the same encoder layers; RoBERTa (the ToxiGen classifier, ``tomh/toxigen_roberta``) differs
+#: in its positions (they start after the padding index) and its head (dense + tanh + out_proj on
+#: ``<s>``, the same arithmetic as BERT's pooler + classifier, without a pooler module)
+ENCODERS = {"BertForSequenceClassification": "bert", "RobertaForSequenceClassification": "roberta",
+            "XLMRobertaForSequenceClassification": "roberta"}
+
+
+def _head(model) -> tuple[torch.nn.Linear, torch.nn.Linear] | None:
+    """``(dense before tanh, output layer)`` of the classification head, or None."""
+    head = getattr(model, "classifier", None)
+    if ENCODERS.get(type(model).__name__) == "roberta":
+        dense, out = getattr(head, "dense", None), getattr(head, "out_proj", None)
+    else:
+        dense, out = getattr(getattr(getattr(model, "bert", None), "pooler", None), "dense", None), head
+    if not isinstance(dense, torch.nn.Linear) or not isinstance(out, torch.nn.Linear):
+        return None
+    return dense, out
+
+
 def packed_or_reason(model) -> tuple["PackedBert | None", str]:
-    """``(PackedBert, "")`` for a plain BERT sequence classifier, else ``(None, why not)``."""
+    """``(PackedBert, "")`` for a plain BERT or RoBERTa sequence classifier, else ``(None, why not)``."""
     cfg = getattr(model, "config", None)
-    if type(model).__name__ != "BertForSequenceClassification" or cfg is None:
-        return None, f"{type(model).__name__} is not BertForSequenceClassification"
+    name = type(model).__name__
+    if name not in ENCODERS or cfg is None:
+        return None, f"{name} is not one of {', '.join(ENCODERS)}"
     pet = getattr(cfg, "position_embedding_type", None) or "absolute"
     if pet != "absolute":
         return None, f"position_embedding_type {pet!r}"
@@ -47,11 +71,10 @@ def packed_or_reason(model) -> tuple["PackedBert | None", str]:
         return None, f"hidden_act {act!r}"
     if getattr(cfg, "is_decoder", False) or getattr(cfg, "add_cross_attention", False):
         return None, "decoder configuration"
-    bert = getattr(model, "bert", None)
-    if bert is None or getattr(bert, "pooler", None) is None:
-        return None, "no pooler"
-    if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
-        return None, "classifier is not a single linear layer"
+    if getattr(model, ENCODERS[name], None) is None:
+        return None, f"no {ENCODERS[name]} encoder"
+    if _head(model) is None:
+        return None, "no pooler" if ENCODERS[name] == "bert" else "classification head is not dense + out_proj"
     try:
         return PackedBert(model), ""
     except (AttributeError, TypeError, ValueError) as exc:  # an unexpected module layout
@@ -79,7 +102,8 @@ class PackedBert(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         cfg = model.config
-        emb = model.bert.embeddings
+        encoder = getattr(model, ENCODERS[type(model).__name__])
+        emb = encoder.embeddings
         self.hidden = int(cfg.hidden_size)
         self.heads = int(cfg.num_attention_heads)
         if self.hidden % self.heads:
@@ -89,10 +113,11 @@ class PackedBert(torch.nn.Module):
         self.act = _ACTIVATIONS[cfg.hidden_act]
         self.word = emb.word_embeddings.weight
         self.position = emb.position_embeddings.weight
+        self.position_offset = position_offset(cfg)
         self.type0 = emb.token_type_embeddings.weight[0]
         self.emb_ln = (emb.LayerNorm.weight, emb.LayerNorm.bias)
         self.layers = []
-        for layer in model.bert.encoder.layer:
+        for layer in encoder.encoder.layer:
             att = layer.attention
             sa = att.self
             self.layers.append(dict(
@@ -107,8 +132,9 @@ class PackedBert(torch.nn.Module):
             ))
         if not self.layers:
             raise ValueError("no encoder layers")
-        self.pooler = (model.bert.pooler.dense.weight, model.bert.pooler.dense.bias)
-        self.classifier = (model.classifier.weight, model.classifier.bias)
+        dense, out = _head(model)
+        self.pooler = (dense.weight, dense.bias)  # BERT's pooler, RoBERTa's head.dense: tanh follows both
+        self.classifier = (out.weight, out.bias)
         self.attention = "padded"  # or "varlen" (see uses_varlen); the engine probes before choosing
 
     def _ln(self, x: torch.Tensor, wb) -> torch.Tensor:
@@ -135,6 +161,8 @@ class PackedBert(torch.nn.Module):
             row_of = torch.repeat_interleave(torch.arange(rows, device=device), lens, output_size=total)
             slot = row_of * width + pos  # where each packed token sits in the padded [rows * width] layout
 
+        if self.position_offset:
+            pos = pos + self.position_offset
         x = F.embedding(ids, self.word) + F.embedding(pos, self.position) + self.type0
         x = self._ln(x, self.emb_ln)
         h, nh, hd = self.hidden, self.heads, self.head_dim
