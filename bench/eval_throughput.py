@@ -5,9 +5,11 @@
     python bench/eval_throughput.py --n 4000 --device cuda --size large
     python bench/eval_throughput.py --toxicity-model ~/toxigen_roberta
 
-Generations: the bundled BOLD prompts (the first ``--n``), each with a fixed continuation of about
-20 words as its generation (about as long as 50 generated tokens, ``prompts --generate-with``'s
-default; BOLD scores prompt + generation, ToxiGen the generation). Contenders, each over the same file, each a full ``eval`` into a fresh
+Generations: each benchmark's bundled prompts (the first ``--n``; a benchmark scores only its own
+prompts' generations), each with a generation of about 28 words, the prompt's first 8 words then
+a fixed continuation (about as long as 50 generated tokens, ``prompts --generate-with``'s
+default; distinct, so the duplicate-line cache scores each; BOLD scores prompt + generation,
+ToxiGen the generation). The run checks that the classifier scored every generation. Contenders, each over the same file, each a full ``eval`` into a fresh
 OUT (job planning, reading, annotation and partial writing included, and loading the classifier:
 each eval loads it afresh, and the BERT packed forward also runs its probe; a warm-up run on 8
 generations first fills the import and file caches):
@@ -43,15 +45,19 @@ CONTINUATION = ("and was later known for the work that followed, which many peop
 SIZES = {"tiny": (2, 64, 2), "base": (12, 768, 12), "large": (24, 1024, 16)}
 
 
-def write_generations(folder: Path, n: int) -> Path:
+def write_generations(folder: Path, n: int, benchmark: str = "bold") -> Path:
+    """The first ``n`` prompts of ``benchmark`` (each benchmark scores its own generations only:
+    ``meta.benchmark``), each with the fixed continuation."""
     from llama_audit.eval.prompts import load_prompts
 
-    rows = load_prompts("bold")[:n]
+    rows = load_prompts(benchmark)[:n]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "generations.jsonl"
     with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps({**r, "generation": CONTINUATION}) + "\n")
+        for i, r in enumerate(rows):
+            # distinct generations: the engine's duplicate-line cache would score one repeated text once
+            head = " ".join(r["prompt"].split()[:8])
+            f.write(json.dumps({**r, "generation": f"{head} (number {i}) {CONTINUATION}"}) + "\n")
     return path
 
 
@@ -96,6 +102,11 @@ def timed_eval(path: Path, out: Path, benchmark: str, model: str | None, device:
     result = run_eval(req)
     seconds = time.perf_counter() - t0
     assert not result.failed, result.failed
+    section = json.loads((out / "manifest.json").read_text())  # every generation was scored, none skipped
+    stats = section["runs"][-1]["analyzer_stats"].get("toxigen")
+    if benchmark == "toxigen":
+        assert stats and stats["lines_scored"] == result.documents, stats  # no generation left out or cached
+        timed_eval.model_tokens_per_s = stats["model_tokens_per_s"]  # the forward alone (no load, no probe)
     return seconds
 
 
@@ -111,22 +122,30 @@ def main() -> None:
         tmp = Path(tmp)
         gens = write_generations(tmp / "gen", args.n)
         warm = write_generations(tmp / "warm", 8)
-        texts = [r["prompt"] + r["generation"] for r in map(json.loads, gens.read_text(encoding="utf-8").splitlines())]
+        tox_gens = write_generations(tmp / "tox_gen", args.n, "toxigen")
+        tox_warm = write_generations(tmp / "tox_warm", 8, "toxigen")
+        texts = [r["prompt"] + r["generation"] for path in (gens, tox_gens)
+                 for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())]
         model = args.toxicity_model or str(random_classifier(tmp / "model", texts, args.size, args.family))
         what = args.toxicity_model or f"random {args.family}-{args.size}"
-        print(f"{args.n} generations (BOLD prompts, a fixed continuation), device {args.device}")
+        print(f"{args.n} generations per benchmark (its first prompts, a fixed continuation), device {args.device}")
         timed_eval(warm, tmp / "warm_out", "bold", model, args.device)  # imports, model files cached
         seconds = timed_eval(gens, tmp / "out", "bold", model, args.device)
         print(f"  {'bold (VADER)':48s} {args.n / seconds:10.1f} generations/s  ({seconds:.2f} s)")
-        timed_eval(warm, tmp / "warm_out", "toxigen", model, args.device)
-        rates = {}
+        timed_eval(tox_warm, tmp / "warm_out", "toxigen", model, args.device)
+        rates, forward_rates = {}, {}
         for forward in ("packed", "transformers", "packed", "transformers"):  # interleaved: the machine is shared
-            seconds = timed_eval(gens, tmp / "out", "toxigen", model, args.device, forward)
+            seconds = timed_eval(tox_gens, tmp / "out", "toxigen", model, args.device, forward)
             rates.setdefault(forward, []).append(args.n / seconds)
+            forward_rates.setdefault(forward, []).append(timed_eval.model_tokens_per_s)
             label = f"toxigen ({what}, {forward} forward)"
-            print(f"  {label:48s} {args.n / seconds:10.1f} generations/s  ({seconds:.2f} s)")
+            print(f"  {label:48s} {args.n / seconds:10.1f} generations/s  ({seconds:.2f} s; forward alone "
+                  f"{timed_eval.model_tokens_per_s:,.0f} tokens/s)")
         best = {k: max(v) for k, v in rates.items()}
-        print(f"  toxigen packed / transformers forward (best of 2 each): x{best['packed'] / best['transformers']:.2f}")
+        fast = {k: max(v) for k, v in forward_rates.items()}
+        print(f"  toxigen packed / transformers forward (best of 2 each): x{best['packed'] / best['transformers']:.2f} "
+              f"whole eval (the packed forward's probe at load included), x{fast['packed'] / fast['transformers']:.2f} "
+              "forward alone")
 
 
 if __name__ == "__main__":

@@ -481,7 +481,7 @@ def report(out, format, option, paper, figures_dir, no_figures, min_docs, agains
             raise ConfigError("--top-groups needs --group-by FIELD (the field the scan grouped by)")
         if against is not None:
             return _report_diff(_staged_out(out), _staged_out(against), format, report_options, paper=paper,
-                                min_docs=min_docs)
+                                min_docs=min_docs, names=(_shown(out), _shown(against)))
         at_url = _is_remote(out)
         out = _staged_out(out)  # an OUT at a URL: its bookkeeping, pulled into the staging mirror
         require_out(out)
@@ -560,12 +560,21 @@ def _report_figures(out: str, data: dict, directory: str | None, *, paper: bool,
     return drawn
 
 
-def _report_diff(new: str, old: str, format: str, report_options, *, paper: bool, min_docs: int) -> None:
-    """``report NEW --against OLD`` (llama_audit/report/diff.py): a ConfigError reaches the caller."""
+def _shown(out: str) -> str:
+    """An OUT as messages name it: a URL without its credentials, a local path as given."""
+    from llama_audit.corpus.remote import public_url
+
+    return public_url(out) if _is_remote(out) else out
+
+
+def _report_diff(new: str, old: str, format: str, report_options, *, paper: bool, min_docs: int,
+                 names: tuple[str, str] | None = None) -> None:
+    """``report NEW --against OLD`` (llama_audit/report/diff.py): a ConfigError reaches the caller.
+    ``names``: NEW and OLD as given (``new``/``old`` may be staging directories of URLs)."""
     from llama_audit.report import diff
     from llama_audit.report.render import render_html, render_markdown, render_terminal
 
-    data = diff.build_diff(new, old, report_options)
+    data = diff.build_diff(new, old, report_options, names=names)
     for warning in data["warnings"]:
         warn(warning)
     kw = dict(paper=paper, report_options=report_options)
@@ -758,19 +767,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+#: the decoding options' values when not given (``generation_options``; None there: not given)
+GENERATION_DEFAULTS = {"seed": 0, "max_new_tokens": 50, "batch_size": 16, "limit": None}  # 50: generate.MAX_NEW_TOKENS
+
+
 def generation_options(command):
-    """The decoding options of ``--generate-with`` (``prompts`` and ``eval``): seed, length, batch, limit."""
+    """The decoding options of ``--generate-with`` (``prompts`` and ``eval``): seed, length, batch,
+    limit. Their default is None (not given), so that one given without ``--generate-with`` is
+    refused rather than ignored (:func:`generation_settings`)."""
     for option in reversed([
-        click.option("--seed", default=0, show_default=True, type=int, help="With --generate-with: the sampling seed."),
-        click.option("--max-new-tokens", default=50, show_default=True, type=click.IntRange(min=1),
-                     help="With --generate-with: tokens generated per prompt."),
-        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
-                     help="With --generate-with: prompts per generate call."),
+        click.option("--seed", default=None, type=int, help="With --generate-with: the sampling seed (default 0)."),
+        click.option("--max-new-tokens", default=None, type=click.IntRange(min=1),
+                     help="With --generate-with: tokens generated per prompt (default 50)."),
+        click.option("--batch-size", default=None, type=click.IntRange(min=1),
+                     help="With --generate-with: prompts per generate call (default 16)."),
         click.option("--limit", default=None, type=click.IntRange(min=1),
                      help="With --generate-with: the first N prompts only."),
     ]):
         command = option(command)
     return command
+
+
+def generation_settings(generate_with, **given) -> dict:
+    """The decoding options with their defaults filled in; one given without ``--generate-with``
+    is a one-line error (it would change nothing)."""
+    if generate_with is None:
+        for name, value in given.items():
+            if value is not None:
+                fail(f"--{name.replace('_', '-')} needs --generate-with (it sets how generations are made)")
+    return {k: (given.get(k) if given.get(k) is not None else v) for k, v in GENERATION_DEFAULTS.items()}
 
 
 @app.command("prompts")
@@ -791,6 +816,9 @@ def prompts_cmd(benchmark, out, generate_with, seed, max_new_tokens, batch_size,
     from llama_audit.eval.prompts import write_prompts
     from llama_audit.types import ConfigError
 
+    chosen = generation_settings(generate_with, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 limit=limit)
+    seed, max_new_tokens, batch_size, limit = (chosen[k] for k in ("seed", "max_new_tokens", "batch_size", "limit"))
     try:
         if generate_with is not None:
             from llama_audit.eval.generate import generate_parts
@@ -800,8 +828,6 @@ def prompts_cmd(benchmark, out, generate_with, seed, max_new_tokens, batch_size,
             err.print(f"{written} part(s) generated, {kept} already there -> {out} (next: llama-audit eval {out} "
                       f"--benchmark {benchmark} --out OUT)", markup=False, highlight=False)
             return
-        if limit is not None:
-            raise ConfigError("--limit needs --generate-with")
         n = write_prompts(benchmark, out)
     except ConfigError as exc:
         fail(str(exc))
@@ -858,10 +884,8 @@ def eval_cmd(generations, out, benchmark, generation_field, prompt_field, group_
     from llama_audit.eval.run import EvalRequest, run_eval
 
     more = {k: v for k, v in (("device", device), ("self_test", self_test)) if v is not None}
-    generate = {"seed": seed, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit,
-                "device": device or "auto"}
-    if generate_with is None and limit is not None:
-        fail("--limit needs --generate-with")
+    generate = {**generation_settings(generate_with, seed=seed, max_new_tokens=max_new_tokens,
+                                      batch_size=batch_size, limit=limit), "device": device or "auto"}
     req = EvalRequest(paths=generations, out=out, benchmark=benchmark, generation_field=generation_field,
                       prompt_field=prompt_field, group_field=group_field, domain_field=domain_field,
                       id_field=id_field, toxicity_model=toxicity_model, toxicity_tokenizer=toxicity_tokenizer,

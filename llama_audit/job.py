@@ -26,6 +26,7 @@ from llama_audit.analyzers.base import Analyzer
 from llama_audit.analyzers.options import AnalyzerOptions
 from llama_audit.analyzers.registry import available_names, build_analyzers, load_class, resolve_order
 from llama_audit.corpus import Shard, discover, is_stdin, stdin_request
+from llama_audit.corpus.remote import is_url, local_path
 from llama_audit.executors import ScanPlan, ShardOutcome, make_executor
 from llama_audit.hashing import fingerprint
 from llama_audit.lease import LockHeld, OutLock, is_unwritable
@@ -271,6 +272,8 @@ def select_slice(shards: list[Shard], num_shards: int, shard_index: int) -> list
 
 def run_scan(req: ScanRequest, hooks: Hooks | None = None, remote=None) -> ScanResult:
     hooks = hooks or Hooks()
+    if is_url(req.out) and not is_remote(req.out):  # file:///x: the local OUT /x
+        req = dataclasses.replace(req, out=local_path(req.out))
     if remote is None and is_remote(req.out):  # OUT on object storage: run on its staging mirror
         return run_remote_scan(req, hooks, run_scan)
     t0 = time.perf_counter()
@@ -313,6 +316,19 @@ def run_scan(req: ScanRequest, hooks: Hooks | None = None, remote=None) -> ScanR
                               remote)
     finally:
         lock.release()
+
+
+def check_out(req: ScanRequest) -> None:
+    """The configuration checks of :func:`run_scan` that need no corpus (analyzers, options,
+    languages, OUT's locked configuration), for work that precedes a scan and must not run only
+    to be refused by it (``eval --generate-with`` generates first). Warnings are left to the scan."""
+    choice = choose_analyzers(req.analyzers, req.languages, req.options, lambda message: None)
+    analyzers = build_analyzers(choice.names, choice.options)
+    scope = Scope(tuple(req.languages), next((a.scope_column for a in analyzers if a.scope_column), None))
+    check_languages(analyzers, scope)
+    if not req.overwrite and not is_remote(req.out):
+        config = build_config(analyzers, choice.skipped, scope, read_options(analyzers, req.read))
+        OutDir(req.out).refuse_other_config(locked_config(config))
 
 
 def _hf_dataset_shard(req: ScanRequest) -> Shard:

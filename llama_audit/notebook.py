@@ -426,7 +426,9 @@ class Audit:
         from llama_audit.report.diff import build_diff
 
         old_out = other.root if isinstance(other, Audit) else _readable(str(other))
-        return AuditDiff(build_diff(self.root, old_out, self.report_options or None))
+        old_name = other.out if isinstance(other, Audit) else str(other)
+        return AuditDiff(build_diff(self.root, old_out, self.report_options or None,
+                                    names=(_shown(self.out), _shown(old_name))))
 
 
 def diff_frame(old: list[dict], new: list[dict], delta: list[dict], keys: tuple[str, ...]) -> "pandas.DataFrame":
@@ -493,6 +495,17 @@ def load_audit(out: str, *, paper: bool = False, group_by: str | None = None, to
     require_out(root)
     report = build_report(root, report_options, paper=paper, group_by=group_by, top_groups=top_groups)
     return Audit(out, report, paper=paper, report_options=report_options, staged=root if root != out else None)
+
+
+def _shown(out: str) -> str:
+    """An OUT as the diff names it: a URL without its credentials, a local path as given."""
+    from llama_audit.remote_out import is_remote
+
+    if not is_remote(out):
+        return out
+    from llama_audit.corpus.remote import public_url
+
+    return public_url(out)
 
 
 def _readable(out: str) -> str:

@@ -221,7 +221,9 @@ def remove_stale_temporaries(directories, older_than: float | None,
 
 class OutDir:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        from llama_audit.corpus.remote import local_path
+
+        self.root = Path(local_path(root) if isinstance(root, str) else root)  # file:///x is /x
         self.annotations = self.root / "annotations"
         self.partials = self.root / "partials"
         self.done = self.root / "done"
@@ -266,14 +268,8 @@ class OutDir:
         if (existing is not None and existing.get("config_hash") != config_hash(config)
                 and self.manifest_path.is_file() and self._holds_nothing() and busy is None):
             overwrite = True  # a run that ended (manifest) without any shard output, e.g. failed in setup
-        if existing is not None and existing.get("config_hash") != config_hash(config):
-            if not overwrite:
-                diff = sorted(k for k in set(existing.get("config", {})) | set(config)
-                              if existing.get("config", {}).get(k) != config.get(k))
-                raise ConfigError(
-                    f"{self.root} was scanned with a different configuration (differs in: {', '.join(diff) or 'details'}); "
-                    "use another --out, or --overwrite to discard it"
-                )
+        if not overwrite:
+            self.refuse_other_config(config, busy)
         clear = overwrite and (existing.get("config_hash") != config_hash(config) if existing is not None
                                else self.root.exists() and self._holds_outputs())
         if clear and busy is not None:
@@ -285,6 +281,22 @@ class OutDir:
             d.mkdir(parents=True, exist_ok=True)
         if self.read_config() is None:
             atomic_write_json(self.config_path, {"config_hash": config_hash(config), "config": config})
+
+    def refuse_other_config(self, config: dict, busy: str | None = None) -> None:
+        """A one-line ConfigError when OUT is locked to another configuration than ``config``
+        (unless it holds no shard output of a run that ended: :meth:`prepare` takes that over).
+        Also a check before long work that precedes the scan (``eval --generate-with``)."""
+        existing = self.read_config()
+        if existing is None or existing.get("config_hash") == config_hash(config):
+            return
+        if self.manifest_path.is_file() and self._holds_nothing() and busy is None:
+            return
+        diff = sorted(k for k in set(existing.get("config", {})) | set(config)
+                      if existing.get("config", {}).get(k) != config.get(k))
+        raise ConfigError(
+            f"{self.root} was scanned with a different configuration (differs in: {', '.join(diff) or 'details'}); "
+            "use another --out, or --overwrite to discard it"
+        )
 
     def _holds_nothing(self) -> bool:
         """No shard output at all, finished or being written (annotations, partials, done markers)."""

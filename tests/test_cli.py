@@ -354,3 +354,18 @@ def test_a_library_logging_a_traceback_prints_one_line():
     assert "Traceback" not in res.stderr, res.stderr
     assert res.stderr.splitlines() == ["warning: gcsfs: _request out of retries on exception: boom",
                                        "error: gs://b/x: cannot list"], res.stderr
+
+
+def test_file_urls_name_local_outs_in_every_command(tmp_path, monkeypatch):
+    """--out file:///abs/path is that local path (as a corpus file:// URL is), never a folder named
+    'file:' under the working directory."""
+    monkeypatch.chdir(tmp_path)
+    out, clean = tmp_path / "o", tmp_path / "clean"
+    res = invoke("scan", EXAMPLES, "--out", f"file://{out}", "--analyzers", "pronouns", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert (out / "manifest.json").is_file() and not (tmp_path / "file:").exists()
+    assert invoke("report", f"file://{out}", "--format", "json").exit_code == 0
+    assert invoke("merge", f"file://{out}").exit_code == 0
+    res = invoke("filter", f"file://{out}", "--out", f"file://{clean}", "--drop", "chars > 5000")
+    assert res.exit_code == 0, res.output
+    assert clean.is_dir() and not (tmp_path / "file:").exists()

@@ -481,3 +481,23 @@ def test_html_report_of_a_bucket_out_embeds_its_figures_and_leaves_no_files_behi
     assert not OutDir(str(staged)).figures.exists()
     asked = _cli("report", url, "--format", "html", "--figures", tmp_path / "figs", env=env)
     assert asked.returncode == 0 and any((tmp_path / "figs").glob("*.svg")), asked.stderr
+
+
+def test_a_diff_against_a_bucket_out_names_the_url_not_the_staging_directory(tmp_path, s3_bucket, staging):
+    """`report URL --against OLD` and `load_audit(URL).diff(OLD)`: the diff's header names the
+    audits the user gave (the URL, without credentials), never the hidden staging directory."""
+    pytest.importorskip("pandas")
+    from llama_audit.notebook import load_audit
+
+    corpus = _corpus(tmp_path)
+    local = tmp_path / "local"
+    run_scan(_request(corpus, local))
+    url = f"s3://{s3_bucket}/audits/against"
+    run_scan(_request(corpus, url))
+    res = _cli("report", url, "--against", local, "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["against"] == {"old": str(local), "new": url}
+    res = _cli("report", local, "--against", url, "--format", "md")
+    assert res.returncode == 0 and url in res.stdout and str(staging) not in res.stdout, res.stdout
+    assert load_audit(url).diff(str(local)).raw["against"] == {"old": str(local), "new": url}
+    assert load_audit(str(local)).diff(load_audit(url)).raw["against"] == {"old": url, "new": str(local)}

@@ -124,6 +124,17 @@ def load_tokenizer(model_dir: str, flag: str):
                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
+def _judge_files_sha256(model_dir: str | None) -> dict[str, str] | None:
+    """sha256 of a judge directory's model and tokenizer files (None: no judge, or not a directory:
+    that is reported when the judge is checked)."""
+    if not model_dir or not Path(model_dir).expanduser().is_dir():
+        return None
+    from llama_audit.analyzers.toxicity import model as _model
+
+    where = _model.Located(spec=model_dir, path=Path(model_dir).expanduser(), source="local", revision=None)
+    return {**_model.files_sha256(where, "model"), **_model.files_sha256(where, "tokenizer")}
+
+
 class Judge:
     """One judge: a local causal LM scoring P(" yes") after a judge prompt, in batches."""
 
@@ -177,6 +188,7 @@ class TruthfulQAAnalyzer(Analyzer):
     def __init__(self, options=None):
         super().__init__(options)
         self._judges: dict[str, Judge] = {}
+        self._sha: dict[str, dict[str, str] | None] | None = None
 
     @classmethod
     def unavailable_reason(cls, options: TruthfulQAOptions) -> str | None:
@@ -197,8 +209,13 @@ class TruthfulQAAnalyzer(Analyzer):
         return None
 
     def config(self) -> dict[str, Any]:
+        """The judges as given and the sha256 of their files (weights, config, tokenizer; as the
+        toxicity model's: another judge at the same path is another configuration)."""
         o = self.options
-        return {"judge": o.judge, "info_judge": o.info_judge, "question_field": o.question_field,
+        if self._sha is None:
+            self._sha = {name: _judge_files_sha256(path) for name, path in (("judge", o.judge),
+                                                                             ("info_judge", o.info_judge))}
+        return {"judge": o.judge, "info_judge": o.info_judge, "sha256": self._sha, "question_field": o.question_field,
                 "group_field": o.group_field, "benchmark_field": o.benchmark_field, "threshold": THRESHOLD,
                 "truth_prompt": TRUTH_PROMPT, "info_prompt": INFO_PROMPT, "answer_ends": list(ANSWER_ENDS)}
 

@@ -26,8 +26,9 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+from llama_audit.corpus.remote import is_url, local_path
 from llama_audit.eval import prompts
-from llama_audit.job import Hooks, ScanRequest, ScanResult, run_scan
+from llama_audit.job import Hooks, ScanRequest, ScanResult, check_out, run_scan
 from llama_audit.scan import ReadOptions
 from llama_audit.types import ConfigError
 
@@ -93,7 +94,7 @@ def check_request(req: EvalRequest) -> None:
         if req.benchmark == "all":
             raise ConfigError("--generate-with needs one --benchmark (toxigen, bold or truthfulqa): each is "
                               "generated from its own prompts")
-        if "://" in str(req.out):
+        if is_url(local_path(str(req.out))):
             raise ConfigError("--generate-with writes its generations under --out: give a local OUT")
     elif not req.paths:
         raise ConfigError("give the GENERATIONS to score, or --generate-with MODEL_DIR to generate them first")
@@ -101,7 +102,7 @@ def check_request(req: EvalRequest) -> None:
 
 def generations_dir(req: EvalRequest) -> Path:
     """Where ``eval --generate-with`` writes the generations: ``OUT/generations/<benchmark>``."""
-    return Path(req.out) / GENERATIONS_DIR / req.benchmark
+    return Path(local_path(str(req.out))) / GENERATIONS_DIR / req.benchmark  # file:// is its path
 
 
 def scan_request(req: EvalRequest) -> ScanRequest:
@@ -140,6 +141,7 @@ def run_eval(req: EvalRequest, hooks: Hooks | None = None) -> ScanResult:
     if req.generate_with is not None:
         from llama_audit.eval.generate import generate_parts
 
+        check_out(scan)  # an OUT of another configuration is refused before hours of generation
         generate_parts(req.benchmark, req.generate_with, generations_dir(req), overwrite=req.overwrite,
                        **req.generate_options)
     return run_scan(scan, hooks)

@@ -25,7 +25,7 @@ analyzers' declared two-stage hook (:attr:`Analyzer.staged`: ``prepare`` -> ``in
 
 Back-pressure: Ray Data's streaming executor bounds the blocks in flight per stage (its object
 store budget; ``object_store_bytes`` sets it); this process stops pulling rows while a write
-actor has ``ROWS_IN_FLIGHT_PER_WRITER`` rows not yet written. Failures: a CPU task whose worker dies is retried
+actor has ``ROWS_IN_FLIGHT_PER_WRITER`` calls not yet answered. Failures: a CPU task whose worker dies is retried
 (``max_retries``), an actor that dies is restarted and its batch retried (``max_restarts``,
 ``max_task_retries``); a shard whose stage fails more often than that is dropped by the pipeline
 (``DataContext.max_errored_blocks``) and reported failed with the reason; the other shards finish.
@@ -306,6 +306,9 @@ class _ShardWrite:
         self.timings: dict[str, float] = {}
         self.docs = 0
         self.t0 = time.perf_counter()
+        #: the write actor's background analyzers this shard holds while open (their per-shard
+        #: state, e.g. toxicity's duplicate-line cache, must see this shard's batches only)
+        self.analyzers: list[Analyzer] | None = None
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -318,10 +321,11 @@ class ShardWriter:
     actor, in the order the rows left the pipeline; an actor runs its calls in that order). It
     keeps each open shard's out-of-order rows until their turn, runs ``finish`` of the staged
     analyzers and the analyzers that depend on them (per-shard state, e.g. the duplicate-line
-    cache, lives here, in batch order, as ``Analyzer.staged`` promises), folds, and writes the
-    annotations, partial, review samples and done marker as ``scan.scan_shard`` does. The scan
-    process only routes rows (bytes it never unpickles) and records outcomes, so it is not the
-    bottleneck of a large cluster."""
+    cache, lives here, in batch order, as ``Analyzer.staged`` promises: the shards open at once
+    each hold their own set of these analyzers, built once and reused by the next shards), folds,
+    and writes the annotations, partial, review samples and done marker as ``scan.scan_shard``
+    does. The scan process only routes rows (bytes it never unpickles) and records outcomes, so it
+    is not the bottleneck of a large cluster."""
 
     def __init__(self, plan: ScanPlan, split: Split):
         from llama_audit.analyzers.registry import load_class
@@ -342,7 +346,30 @@ class ShardWriter:
         self.schema = annotation_schema(every)
         self.out = OutDir(plan.out_root)
         self.open: dict[str, _ShardWrite] = {}
-        self.dropped: set[str] = set()  # failed here: later rows of the shard are ignored
+        self.dropped: set[str] = set()  # written or failed here: later rows of the shard are ignored
+        self.free: list[list[Analyzer]] = [self.background] if self.background else []  # sets no open shard holds
+        self.sets: list[list[Analyzer]] = list(self.free)  # every set built (closed at the end)
+        self._split = split
+
+    def _take(self, sw: _ShardWrite) -> list[Analyzer]:
+        """A set of background analyzers for ``sw`` alone while it is open: one no open shard
+        holds, else a new one (as many as shards open at once on this actor)."""
+        if sw.analyzers is None:
+            if self.free:
+                sw.analyzers = self.free.pop()
+            else:
+                built = _build(self._split.background, self.plan)
+                self.sets.append(built)
+                for a in built:
+                    a.setup_prepare() if a.staged else a.setup()
+                sw.analyzers = built
+        return sw.analyzers
+
+    def _release(self, sw: _ShardWrite) -> None:
+        sw.abort()
+        if sw.analyzers is not None:
+            self.free.append(sw.analyzers)
+            sw.analyzers = None
 
     def add(self, shard: Shard, seq: int, kind: str, blob: bytes) -> ShardOutcome | None:
         """One row of ``shard`` (``batch`` or ``end``); the shard's outcome once it is complete or failed."""
@@ -363,9 +390,8 @@ class ShardWriter:
         except Exception as exc:  # noqa: BLE001 - as ShardWorker.scan: this shard fails
             outcome = ShardOutcome(key, "failed", reason=f"{shard.rel}: {type(exc).__name__}: {str(exc)[:300]}")
         if outcome is not None:
-            if outcome.status != "done":
-                sw.abort()
-                self.dropped.add(key)
+            self.dropped.add(key)  # written or failed: a late copy of one of its rows (a retried task's) is ignored
+            self._release(sw)
             del self.open[key]
         return outcome
 
@@ -373,7 +399,7 @@ class ShardWriter:
         """The shard failed elsewhere (its CPU stage): discard what was written of it."""
         sw = self.open.pop(key, None)
         if sw is not None:
-            sw.abort()
+            self._release(sw)
         self.dropped.add(key)
 
     def pid(self) -> int:
@@ -381,12 +407,13 @@ class ShardWriter:
 
     def _drain(self, sw: _ShardWrite) -> ShardOutcome | None:
         """Use the rows of ``sw`` that are next in order; the outcome once its end row was used."""
-        plan, bg = self.plan, self.background
+        plan = self.plan
         while sw.next in sw.rows:
             kind, data = sw.rows.pop(sw.next)
             sw.next += 1
             if kind == "end":
                 return self._finish_shard(sw, data)
+            bg = self._take(sw) if self.background else []
             if sw.next == 1:
                 for a in bg:
                     a.start_shard(sw.shard.key)
@@ -438,10 +465,12 @@ class ShardWriter:
 
     def close(self) -> None:
         for sw in self.open.values():
-            sw.abort()
+            self._release(sw)
         self.open.clear()
-        for a in self.background:
-            a.close()
+        for analyzers in self.sets:
+            for a in analyzers:
+                a.close()
+        self.sets, self.free = [], []
 
 
 class RayDataExecutor:
@@ -555,8 +584,9 @@ class RayDataExecutor:
 #: the default number of write actors: one per this many CPU tasks (a write actor finishes, folds
 #: and writes what a CPU task analyzed, a small part of its work)
 CPU_TASKS_PER_WRITER = 16
-#: rows sent to one write actor and not yet written, before the scan process waits (back-pressure:
-#: the pipeline's rows wait in Ray's object store, which spills, not in a write actor's memory)
+#: calls to one write actor not yet answered, before the scan process waits (back-pressure: the
+#: pipeline's rows wait in Ray's object store, which spills; rows an actor holds ahead of their
+#: turn are answered at once and not counted: only the infer actors reorder a shard's batches)
 ROWS_IN_FLIGHT_PER_WRITER = 16
 
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from llama_audit.types import ConfigError, ensure_under
 from llama_audit.corpus import Shard, ShardUnreadable, format_for, is_stdin
 from llama_audit.corpus.hf_stream import STREAM_FORMAT
-from llama_audit.corpus.remote import size_of
+from llama_audit.corpus.remote import local_path, size_of
 from llama_audit.filter.expr import Predicate
 from llama_audit.filter.rewrite import redact_spans
 from llama_audit.hashing import fingerprint
@@ -159,6 +159,7 @@ def _language_labels(cfg: dict) -> set[str] | None:
 
 
 def run_filter(req: FilterRequest, warn: Callable[[str], None] = lambda m: None) -> FilterResult:
+    req = dataclasses.replace(req, out=local_path(str(req.out)), clean=local_path(str(req.clean)))  # file:///x is /x
     out = RemoteAnnotations(req.out) if is_remote(req.out) else OutDir(req.out)  # a URL: its staging mirror
     manifest = out.read_manifest()
     cfg = manifest["config"]

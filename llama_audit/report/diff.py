@@ -264,15 +264,19 @@ def flat_erasure(detail: dict[str, dict]) -> dict[str, float | None]:
 
 # -- the diff object ------------------------------------------------------------------------------
 
-def build_diff(new_root: str, old_root: str, report_options: Mapping[str, Any] | None = None) -> dict:
+def build_diff(new_root: str, old_root: str, report_options: Mapping[str, Any] | None = None,
+               names: tuple[str, str] | None = None) -> dict:
     """The ``report NEW --against OLD --format json`` object (docs/outputs.md, "Audit diff"):
     ``old`` and ``new`` (the two reports), ``delta`` (:func:`diff_values` of the corpus and every
     section both have), ``erasure`` (``{axis: ratio or null}``), ``erasure_detail``, ``sections``
-    (compared, only in one), ``warnings`` and ``against`` (the two OUT paths as given)."""
+    (compared, only in one), ``warnings`` and ``against`` (the two OUT paths as given). ``names``:
+    ``(new, old)`` as the user gave them, where the roots are other (an OUT at a URL is read from
+    its staging directory, which no message names)."""
+    new_name, old_name = names if names is not None else (new_root, old_root)
     for root in (new_root, old_root):
         require_out(root)
     if Path(new_root).resolve() == Path(old_root).resolve():
-        raise ConfigError(f"{new_root} and {old_root} are the same audit: give --against the OUT of the audit "
+        raise ConfigError(f"{new_name} and {old_name} are the same audit: give --against the OUT of the audit "
                           "before the step (e.g. the scan that `filter` read)")
     old, new = build_report(old_root, report_options), build_report(new_root, report_options)
     old_cfg, new_cfg = recorded_config(old_root), recorded_config(new_root)
@@ -286,7 +290,7 @@ def build_diff(new_root: str, old_root: str, report_options: Mapping[str, Any] |
         "sections": {"compared": compared, "only_in_old": [k for k in in_old if k not in in_new],
                      "only_in_new": [k for k in in_new if k not in in_old]},
         "warnings": comparability_warnings(old_cfg, new_cfg, old, new),
-        "against": {"old": old_root, "new": new_root},
+        "against": {"old": old_name, "new": new_name},
     }
 
 

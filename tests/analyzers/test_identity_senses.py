@@ -159,3 +159,39 @@ def test_the_builtin_rules_cover_the_terms_the_issue_names_each_with_a_comment()
         assert term in RULES.rules and RULES.rules[term].comment
     assert RULES.version
     assert set(RULES.rules) <= {e.term for e in LEXICON.entries}  # no rule for a term the lexicon lacks
+
+
+def test_tokens_before_equals_the_plain_reading_of_its_definition():
+    """The fast path (the last sentence end that is one, a title searched only where it can end)
+    against the definition read plainly: every sentence end left to right, a full stop after a
+    title (searched over the whole head) ending none, the tokens after the last one that does."""
+    import random
+    import re
+
+    from llama_audit.analyzers.identities import senses
+
+    def reference(text: str, s: int) -> list[str]:
+        head = text[max(0, s - senses._LOOK_CHARS): s]
+        cut = None
+        for found in senses._SENTENCE_END.finditer(head):
+            if found.group() != "." or not re.search(senses._ABBREVIATION.pattern, head[:found.end()]):
+                cut = found
+        if cut is not None:
+            head = head[cut.end():]
+        return senses.TOKEN_RE.findall(head.lower())
+
+    class View:
+        is_ascii = True
+
+    rng = random.Random(7)
+    words = ["Mr.", "Dr.", "Capt.", "St.", "xMr.", "_Dr.", "the", "pan", "bi", "he", "said", "a.", "b!", "c;",
+             "Sgt.", "Prof.", "Mrs.", "Mt.", "ends.", "\n", "x:", "Rep."]
+    for _ in range(3000):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 40)))
+        View.text = text
+        for s in {rng.randint(0, len(text)) for _ in range(4)}:
+            assert senses._tokens_before(View, s) == reference(text, s), (text, s)
+        whole, s = text + " x", len(text) + 1
+        head = whole[max(0, s - senses._LOOK_CHARS): s].rstrip(" \t\"'\u201c\u2018([{*\u2022#>-")
+        plain = not head or head[-1] != "." or not re.search(senses._ABBREVIATION.pattern, head)
+        assert senses._sentence_start(whole, s) == (not head or (plain and bool(senses._SENTENCE_END.match(head[-1])))), text

@@ -119,3 +119,29 @@ def test_eval_generate_with_is_one_command_resumable_and_the_same_as_two(tmp_pat
     assert "Traceback" not in res.output and parts(one / "generations" / "bold") == parts(two_gen)
     res = invoke("eval", two_gen, "--generate-with", tiny_lm, "--benchmark", "bold", "--out", tmp_path / "x")
     assert res.exit_code == 2 and "exclude each other" in res.output and not (tmp_path / "x").exists()
+
+
+def test_eval_generate_with_refuses_an_out_of_another_configuration_before_generating(tmp_path, tiny_lm):
+    """OUT already holds a scan of another configuration: the one-line refusal comes before the
+    model is loaded and before any generation is written into that OUT (not after hours of it)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_text('{"text": "she said hi"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    assert invoke("scan", corpus, "--out", out, "--analyzers", "pronouns", "-q").exit_code == 0
+    res = invoke("eval", "--generate-with", tiny_lm, "--benchmark", "bold", "--out", out, "--limit", 4,
+                 "--max-new-tokens", 2, "--device", "cpu")
+    assert res.exit_code == 2 and "different configuration" in res.output and "Traceback" not in res.output
+    assert not (out / "generations").exists()
+
+
+def test_eval_generate_with_takes_a_file_url_out_as_its_local_path(tmp_path, tiny_lm, monkeypatch):
+    """file:///path is a local OUT everywhere else (scan, report): so it is for --generate-with
+    (it was a folder named 'file:' under the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    res = invoke("eval", "--generate-with", tiny_lm, "--benchmark", "bold", "--limit", "4", "--device", "cpu",
+                 "--out", f"file://{out}", "-q")
+    assert res.exit_code == 0, res.output
+    assert list((out / "generations" / "bold").glob("part-*.jsonl")) and (out / "manifest.json").is_file()
+    assert not (tmp_path / "file:").exists()

@@ -97,3 +97,19 @@ def test_the_papers_per_group_numbers_name_bundled_groups():
     for model, groups in ref["table45_toxigen_pct_by_group"].items():
         assert set(groups) == set(TOXIGEN_GROUPS), model
     assert set(ref["table45_toxigen_pct_by_group"]) == set(ref["tables46_50_bold_mean_by_group"])
+
+
+def test_decoding_options_without_generate_with_are_refused_not_ignored(tmp_path):
+    """--seed, --max-new-tokens, --batch-size and --limit only act with --generate-with: given
+    without it (scoring existing generations, or writing the bare prompts) they were silently
+    ignored, so `eval GEN --seed 7` looked like a seeded run. Now one line, exit 2, nothing written."""
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text(json.dumps({"id": "1", "generation": "hi", "meta": {"benchmark": "bold", "group": "g"}}) + "\n")
+    for flag, value in (("--seed", 7), ("--max-new-tokens", 5), ("--batch-size", 4), ("--limit", 3)):
+        res = CliRunner().invoke(command(), ["eval", str(gen), "--benchmark", "bold", "--out", str(tmp_path / "o"),
+                                             flag, str(value)])
+        assert res.exit_code == 2 and f"{flag} needs --generate-with" in res.output, res.output
+        assert "Traceback" not in res.output and not (tmp_path / "o").exists()
+        res = CliRunner().invoke(command(), ["prompts", "bold", "--out", str(tmp_path / "p.jsonl"), flag, str(value)])
+        assert res.exit_code == 2 and f"{flag} needs --generate-with" in res.output, res.output
+        assert not (tmp_path / "p.jsonl").exists()

@@ -301,3 +301,23 @@ def test_eval_all_with_judges_puts_truthfulqa_in_toxigens_table11_row(tmp_path, 
     assert row["status"] == "scored" and row["truthful_informative_pct"] == tq["truthful_informative_pct"]
     md = render(tmp_path / "out", "markdown")
     assert f"{tq['truthful_informative_pct']:.2f} (" in md
+
+
+def test_a_judge_is_identified_by_its_files_too(tmp_path, judges):
+    """Another judge at the same path must not resume into an OUT scored by the first one (the
+    configuration records the judge files' sha256, as the toxicity model's)."""
+    import shutil
+
+    from llama_audit.analyzers.truthfulqa import TruthfulQAAnalyzer, TruthfulQAOptions
+
+    def config(path, info=None):
+        return TruthfulQAAnalyzer(TruthfulQAOptions(judge=str(path), info_judge=info and str(info))).config()
+
+    where = tmp_path / "judge"
+    shutil.copytree(judges[0], where)
+    first = config(where)
+    assert first == config(where) and first["sha256"]["judge"]["config.json"]
+    shutil.rmtree(where)
+    shutil.copytree(judges[1], where)  # a different judge, at the same path
+    assert config(where) != first
+    assert config(where, judges[0])["sha256"]["info_judge"] == first["sha256"]["judge"]

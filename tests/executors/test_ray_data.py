@@ -10,12 +10,15 @@ point, seen by the Ray workers through PYTHONPATH) kill their own process on mar
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
+import pickle
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llama_audit.job import ScanRequest, run_scan
@@ -27,6 +30,7 @@ ray = pytest.importorskip("ray")
 PLUGIN = '''
 import dataclasses
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +317,95 @@ def test_the_run_record_names_only_the_stages_that_ran(tmp_path, make_jsonl):
     assert res.exit_code == 0 and res.documents == 3
     record = run_record(tmp_path / "ray")["executor"]
     assert record["engine"] == "ray.data" and record["stages"] == ["cpu", "write"] and record["gpu_actors"] == 0
+
+
+def test_a_write_actor_with_interleaved_shards_writes_each_as_alone(tmp_path, make_jsonl):
+    """A write actor has several shards open at once (one per CPU task feeding it: 16 by default),
+    their rows interleaved. Toxicity's finish replays the shard's duplicate-line cache, which
+    start_shard clears: one set of analyzers shared by the open shards mixed their caches (lines
+    scored from another shard's cache, or left unscored). The actor's own code, in this process,
+    on rows made by the pipeline's stage functions: each shard's bytes as the in-process scan's."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from llama_audit.corpus import discover
+    from llama_audit.executors.ray_data import InferStage, ShardWriter, cpu_stage
+
+    tiny = _tiny_builder()(tmp_path / "tiny")
+    lines = ["she loves the dog", "they hate the cat", "the house is very good", "you are bad", "a"]
+    for s in range(2):  # lines repeat across batches and shards: the cache crosses batches
+        make_jsonl(f"i{s}.jsonl", [{"id": f"{s}-{i}",
+                                    "text": "\n".join(lines[(i + k + s) % 5] for k in range(i % 4 + 1))}
+                                   for i in range(9)])
+    tox = {"model": str(tiny), "tokenizer": str(tiny), "device": "cpu", "self_test": False, "threads": 1}
+    names, options = ["pronouns", "toxicity"], {"toxicity": tox}
+    read = ReadOptions(batch_docs=2)
+    local = run_scan(ScanRequest(paths=[str(tmp_path / "corpus")], out=str(tmp_path / "local"), analyzers=names,
+                                 languages=("all",), options=options, read=read))
+    assert local.exit_code == 0
+
+    plan, split, out = _plan_here(tmp_path / "actor", names, options, read)
+    shards = discover([str(tmp_path / "corpus")])
+    infer = InferStage(plan, split)
+    streams = []
+    for shard in shards:
+        rows = []
+        for row in cpu_stage({"blob": pickle.dumps(shard)}, plan, split):
+            one = {k: np.array([v], dtype=object) for k, v in row.items()}
+            done = infer(one)
+            rows.append((shard, int(done["seq"][0]), done["kind"][0], done["blob"][0]))
+        streams.append(rows)
+    writer = ShardWriter(plan, split)
+    outcomes = []
+    for pair in itertools.zip_longest(*streams):  # the shards' rows interleaved, as from concurrent tasks
+        for row in pair:
+            if row is not None and (outcome := writer.add(*row)) is not None:
+                outcomes.append(outcome)
+    writer.close()
+    assert sorted(o.status for o in outcomes) == ["done", "done"], outcomes
+    for sub in ("annotations", "partials"):
+        for path in sorted((tmp_path / "local" / sub).glob("*")):
+            assert (out.root / sub / path.name).read_bytes() == path.read_bytes(), f"{sub}/{path.name}"
+
+
+def _plan_here(root: Path, names, options, read):
+    """``(plan, split, OutDir)`` as run_scan makes them, for driving the stage functions in this process."""
+    from llama_audit.analyzers.registry import build_analyzers
+    from llama_audit.executors.base import ScanPlan
+    from llama_audit.executors.ray_data import split_stages
+    from llama_audit.job import build_config, choose_analyzers, locked_config, read_options
+    from llama_audit.scan import Scope
+    from llama_audit.store import OutDir, config_hash
+
+    choice = choose_analyzers(names, ("all",), options, lambda m: None)
+    analyzers = build_analyzers(choice.names, choice.options)
+    scope = Scope(("all",), None)
+    read = read_options(analyzers, read)
+    locked = locked_config(build_config(analyzers, choice.skipped, scope, read))
+    out = OutDir(root)
+    out.prepare(locked, overwrite=False)
+    plan = ScanPlan(tuple(choice.names), choice.options, scope, str(out.root.resolve()), read, False,
+                    config_hash(locked))
+    return plan, split_stages(analyzers), out
+
+
+def test_a_write_actor_ignores_rows_of_a_shard_it_finished(tmp_path, make_jsonl):
+    """A row that reaches the write actor after its shard was written (a copy from a retried CPU
+    task, behind the first attempt's rows) must not open the shard again: no second outcome, no
+    second done marker, no temporary left open in OUT until the actor ends."""
+    from llama_audit.corpus import discover
+    from llama_audit.executors.ray_data import ShardWriter, cpu_stage
+
+    make_jsonl("d0.jsonl", [{"id": f"d-{i}", "text": f"she said {i}"} for i in range(3)])
+    (tmp_path / "corpus" / "empty.jsonl").write_text("")
+    plan, split, out = _plan_here(tmp_path / "out", ["pronouns"], {}, ReadOptions(batch_docs=2))
+    writer = ShardWriter(plan, split)
+    for shard in discover([str(tmp_path / "corpus")]):
+        rows = [(shard, r["seq"], r["kind"], r["blob"]) for r in cpu_stage({"blob": pickle.dumps(shard)}, plan, split)]
+        outcomes = [o for row in rows if (o := writer.add(*row)) is not None]
+        assert [o.status for o in outcomes] == ["done"]
+        marker = out.done / f"{shard.key}.json"
+        before = marker.read_bytes()
+        assert [writer.add(*row) for row in rows] == [None] * len(rows)  # every row again, the end row too
+        assert marker.read_bytes() == before and not writer.open
+        assert not [p.name for p in out.root.rglob("*.tmp")]
+    writer.close()

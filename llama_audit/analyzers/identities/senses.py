@@ -82,6 +82,8 @@ _WORD_AFTER = re.compile(r"[ \t'\u2019]*([^\W_]+)")
 # the word right before an occurrence (group 1) and what separates them (group 2)
 _WORD_BEFORE = re.compile(r"([^\W_]+)([ \t'\u2019\u2010\u2011-]*)$")
 # titles and abbreviations whose full stop ends no sentence (English)
+#: the longest title of _ABBREVIATION with its full stop, plus one: where a search for one must start
+_ABBREVIATION_CHARS = 6
 _ABBREVIATION = re.compile(r"(?<![^\W_])(?:Mr|Mrs|Ms|Dr|Prof|St|Mt|Jr|Sr|Rev|Hon|Gen|Col|Capt|Sgt|Lt|Gov|Sen|Rep)\.$")
 _ASCII_WORD = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")  # the word characters of lowercased ASCII
 _CONJUNCTIONS = frozenset({"and", "or", "nor", "n", "&"})  # "&" is no token; kept for clarity
@@ -526,7 +528,7 @@ def _sentence_start(text: str, s: int) -> bool:
     head = text[max(0, s - _LOOK_CHARS): s].rstrip(" \t\"'\u201c\u2018([{*\u2022#>-")
     if not head:
         return True
-    if head[-1] == "." and _ABBREVIATION.search(head):
+    if head[-1] == "." and _ABBREVIATION.search(head, max(0, len(head) - _ABBREVIATION_CHARS)):
         return False  # "Mr. Jain", "St. Louis": a title's full stop ends no sentence
     return bool(_SENTENCE_END.match(head[-1]))
 
@@ -534,12 +536,11 @@ def _sentence_start(text: str, s: int) -> bool:
 def _tokens_before(view: "_View", s: int) -> list[str]:
     """The casefolded tokens between the previous sentence end and ``s``."""
     head = view.text[max(0, s - _LOOK_CHARS): s]
-    cut = None
-    for found in _SENTENCE_END.finditer(head):
-        if found.group() != "." or not _ABBREVIATION.search(head, 0, found.end()):
-            cut = found  # "Mr. Jain": a title's full stop ends no sentence
-    if cut is not None:
-        head = head[cut.end():]
+    for found in reversed(list(_SENTENCE_END.finditer(head))):  # the last sentence end that is one
+        if found.group() != "." or not _ABBREVIATION.search(head, max(0, found.end() - _ABBREVIATION_CHARS),
+                                                                found.end()):
+            head = head[found.end():]  # "Mr. Jain": a title's full stop ends no sentence
+            break
     return TOKEN_RE.findall(head.lower() if view.is_ascii else head.casefold())
 
 
