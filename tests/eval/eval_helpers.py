@@ -24,3 +24,10 @@ def report_json(out: Path) -> dict:
     res = invoke("report", out, "--format", "json")
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
+
+
+def render(out: Path, fmt: str) -> str:
+    """``llama-audit report OUT --format FMT --no-figures``: its standard output (exit code 0 checked)."""
+    res = invoke("report", out, "--format", fmt, "--no-figures")
+    assert res.exit_code == 0, res.output
+    return res.stdout

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from eval_helpers import invoke, write_generations
+from eval_helpers import invoke, render, write_generations
 
 pytest.importorskip("vaderSentiment")
 pytest.importorskip("torch")
@@ -30,12 +30,6 @@ def out(tmp_path_factory):
                  "--device", "cpu", "--out", tmp / "out", "-q")
     assert res.exit_code == 0, res.output
     return tmp / "out"
-
-
-def render(out, fmt):
-    res = invoke("report", out, "--format", fmt, "--no-figures")
-    assert res.exit_code == 0, res.output
-    return res.stdout
 
 
 def test_markdown_shows_table11_beside_ours_and_the_group_tables(out):

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from eval_helpers import invoke, report_json, write_generations
+from eval_helpers import invoke, render, report_json, write_generations
 from llama_audit.eval import prompts
 from llama_audit.report.section import pct, wilson_ci95
 
@@ -203,12 +203,6 @@ def truth_only_out(tmp_path_factory, judges):
                  "--out", tmp / "out", "-q")
     assert res.exit_code == 0, res.output
     return tmp / "out"
-
-
-def render(out, fmt):
-    res = invoke("report", out, "--format", fmt, "--no-figures")
-    assert res.exit_code == 0, res.output
-    return res.stdout
 
 
 def test_report_renders_truthfulqa_in_every_format(truth_only_out):
